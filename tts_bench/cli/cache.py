@@ -1,0 +1,57 @@
+"""`tts-bench cache`: what the generation store holds, and the runs made from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+from ._common import console
+
+
+@app.command()
+def cache(
+    store_dir: Path = typer.Option(Path("results/store"), help="The generation store"),
+    runs_dir: Path = typer.Option(Path("results/runs"), help="Where run directories are"),
+    verify: bool = typer.Option(False, help="Checksum every shard (quarantines damaged ones)"),
+    compact: bool = typer.Option(False, help="Merge small shards into larger ones"),
+) -> None:
+    """Show partitions (one per model), shards, samples and bytes; list runs."""
+    import json
+
+    from rich.table import Table
+
+    from ..store import GenerationStore
+
+    store = GenerationStore(store_dir)
+    if verify or compact:
+        for fp in store.partitions():
+            if compact:
+                removed = store.compact(fp, min_shards=2)
+                console.print(f"{fp}: merged {removed} shards")
+            else:
+                n = len(store.existing_keys(fp))
+                console.print(f"{fp}: {n} samples verified")
+        if store.quarantined:
+            console.print(f"[yellow]{len(store.quarantined)} damaged shard(s) moved to "
+                          f"{store_dir / 'quarantine'}[/]")
+    table = Table(title=f"generation store {store_dir}")
+    for col in ("model_fp", "model", "engine", "shards", "samples", "MiB"):
+        table.add_column(col, justify="right" if col in ("shards", "samples", "MiB") else "left")
+    info = store.info()
+    for row in info:
+        table.add_row(row["model_fp"], str(row.get("model_id", "")), str(row.get("engine", "")),
+                      str(row["shards"]), str(row["rows"]), f"{row['bytes'] / 2**20:.2f}")
+    console.print(table if info else f"store {store_dir} is empty")
+    runs = sorted(p for p in runs_dir.glob("*/manifest.json")) if runs_dir.is_dir() else []
+    if runs:
+        rt = Table(title=f"runs {runs_dir}")
+        for col in ("run", "problems", "samples", "graded"):
+            rt.add_column(col)
+        for m in runs:
+            d = json.loads(m.read_text())
+            tot = d.get("totals", {})
+            rt.add_row(m.parent.name, str(tot.get("problems", "")), str(tot.get("samples", "")),
+                       "yes" if (m.parent / "samples.parquet").is_file() else "no")
+        console.print(rt)

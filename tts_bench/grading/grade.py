@@ -1,0 +1,217 @@
+r"""Grade a table of generations: one row per sample in, the same rows with grades out.
+
+    graded, stats = grade_samples(
+        samples,                      # columns problem_id, text (others kept as they are)
+        {"p1": r"\frac{1}{2}"},       # gold answer per problem_id
+        extractor="boxed",
+        grader="math",
+        cache_dir=Path("results/grade_cache"),
+    )
+    graded[["extracted", "answer_class", "correct", "grade_status"]]
+
+Samples of one problem repeat themselves: with 64 samples a problem usually
+has a handful of distinct final answers. Each distinct (gold, normalized
+answer) pair is graded once (first the cache, then the worker pool) and the
+verdict is spread back over the samples, which is what makes symbolic
+grading of large sample pools affordable.
+
+``answer_class`` is what majority voting counts: the normalized answer,
+except that every correct sample of a problem gets the normalized gold, so
+"0.5", "\frac12" and "1/2" vote together when the gold is 1/2.
+
+This is the per-generation level of scoring; reductions per problem and
+aggregates live in ``tts_bench.metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tts_bench.grading.cache import GradeCache
+from tts_bench.grading.extract import get_extractor, normalize_answer
+from tts_bench.grading.graders import get_grader
+from tts_bench.grading.pool import STATUS_ERROR, STATUS_OK, STATUS_TIMEOUT, grade_pairs
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+STATUS_NO_ANSWER = "no_answer"
+GRADE_COLUMNS = ("extracted", "answer_class", "correct", "grade_status")
+_REQUIRED = ("problem_id", "text")
+
+
+@dataclass(frozen=True)
+class GradeStats:
+    """What one ``grade_samples`` call did; the run manifest records it."""
+
+    samples: int  # rows graded
+    distinct_pairs: int  # distinct (gold, normalized answer) pairs among rows with an answer
+    cache_hits: int  # distinct pairs answered by the cache
+    grader_calls: int  # distinct pairs sent to the grader (distinct_pairs - cache_hits)
+    timeouts: int  # distinct pairs whose grade is a timeout (fresh or cached)
+    errors: int  # distinct pairs whose grader failed or whose worker died (fresh or cached)
+    seconds: float  # wall time of the call
+    no_answer: int = 0  # rows with no extractable answer
+    extractor: str = ""
+    grader: str = ""
+    grader_version: str = ""
+
+
+def grade_samples(
+    samples: pd.DataFrame,
+    gold: dict[str, str],
+    *,
+    extractor: str,
+    grader: str,
+    cache_dir: Path | None,
+    workers: int = 2,
+    timeout_s: float = 10.0,
+    retry_failed: bool = False,
+    chunk_size: int = 16,
+) -> tuple[pd.DataFrame, GradeStats]:
+    """Extract, normalize and grade every sample; return a new frame and stats.
+
+    Adds the columns ``extracted`` (str | None: the answer as extracted),
+    ``answer_class`` (str | None), ``correct`` (bool) and ``grade_status``
+    ("ok" | "no_answer" | "timeout" | "error"); a timeout or error counts as
+    not correct. ``samples`` is not modified. ``gold`` maps problem_id (or its
+    ``str``) to the gold answer; a problem without gold raises ``KeyError``.
+    ``cache_dir=None`` grades without a cache; ``retry_failed`` regrades pairs
+    the cache holds as timeouts or errors. ``workers=0`` grades in-process
+    without timeouts (debugging).
+    """
+    import numpy as np
+    import pandas as pd
+
+    start = time.perf_counter()
+    missing = [c for c in _REQUIRED if c not in samples.columns]
+    if missing:
+        raise ValueError(f"samples lacks column(s) {', '.join(missing)}")
+    extract = get_extractor(extractor)
+    g = get_grader(grader)
+
+    texts = samples["text"].tolist()
+    problem_ids = samples["problem_id"].tolist()
+    golds = _gold_per_row(problem_ids, gold)
+
+    extracted: list[str | None] = []
+    normalized: list[str | None] = []
+    norm_memo: dict[str, str] = {}
+    for text in texts:
+        raw = extract(text) if isinstance(text, str) else None
+        norm = None
+        if raw is not None:
+            norm = norm_memo.get(raw)
+            if norm is None:
+                norm = norm_memo[raw] = normalize_answer(raw)
+        if not norm:  # nothing, or nothing left once presentation is removed
+            raw = norm = None
+        extracted.append(raw)
+        normalized.append(norm)
+
+    pairs = list(
+        dict.fromkeys((gd, norm) for gd, norm in zip(golds, normalized) if norm is not None)
+    )
+    cache = GradeCache(cache_dir) if cache_dir is not None else None
+    verdicts: dict[tuple[str, str], tuple[bool, str]] = {}
+    todo: list[tuple[str, str]] = []
+    for pair in pairs:
+        hit = cache.get(g.name, g.version, *pair, retry_failed=retry_failed) if cache else None
+        if hit is None:
+            todo.append(pair)
+        else:
+            verdicts[pair] = (hit.correct, hit.status)
+
+    results = grade_pairs(g.name, todo, workers=workers, timeout_s=timeout_s, chunk_size=chunk_size)
+    for pair, r in zip(todo, results):
+        verdicts[pair] = (r.correct, r.status)
+        if cache is not None:
+            cache.put(g.name, g.version, *pair, correct=r.correct, status=r.status)
+    if cache is not None:
+        cache.flush()
+    _log_failures(g.name, todo, results)
+
+    gold_class: dict[str, str] = {}
+    correct = np.zeros(len(texts), dtype=bool)
+    status: list[str] = []
+    answer_class: list[str | None] = []
+    for i, (gd, norm) in enumerate(zip(golds, normalized)):
+        if norm is None:
+            status.append(STATUS_NO_ANSWER)
+            answer_class.append(None)
+            continue
+        ok, st = verdicts[(gd, norm)]
+        correct[i] = ok and st == STATUS_OK
+        status.append(st)
+        if correct[i]:
+            cls = gold_class.get(gd)
+            if cls is None:
+                cls = gold_class[gd] = normalize_answer(gd) or gd
+            answer_class.append(cls)
+        else:
+            answer_class.append(norm)
+
+    out = samples.copy()
+    out["extracted"] = pd.Series(extracted, index=out.index, dtype=object)
+    out["answer_class"] = pd.Series(answer_class, index=out.index, dtype=object)
+    out["correct"] = pd.Series(correct, index=out.index, dtype=bool)
+    out["grade_status"] = pd.Series(status, index=out.index, dtype=object)
+
+    pair_status = [verdicts[p][1] for p in pairs]
+    stats = GradeStats(
+        samples=len(texts),
+        distinct_pairs=len(pairs),
+        cache_hits=len(pairs) - len(todo),
+        grader_calls=len(todo),
+        timeouts=pair_status.count(STATUS_TIMEOUT),
+        errors=pair_status.count(STATUS_ERROR),
+        seconds=time.perf_counter() - start,
+        no_answer=status.count(STATUS_NO_ANSWER),
+        extractor=extractor,
+        grader=g.name,
+        grader_version=g.version,
+    )
+    return out, stats
+
+
+def _gold_per_row(problem_ids: list, gold: dict[str, str]) -> list[str]:
+    out = []
+    absent = []
+    for pid in problem_ids:
+        answer = gold.get(pid)
+        if answer is None:
+            answer = gold.get(str(pid))
+        if answer is None:
+            absent.append(pid)
+            answer = ""
+        out.append(str(answer))
+    if absent:
+        unique = list(dict.fromkeys(absent))
+        shown = ", ".join(repr(p) for p in unique[:5])
+        more = f" and {len(unique) - 5} more" if len(unique) > 5 else ""
+        raise KeyError(f"no gold answer for problem_id {shown}{more}")
+    return out
+
+
+def _log_failures(grader: str, pairs: list[tuple[str, str]], results: list) -> None:
+    failed = [(p, r) for p, r in zip(pairs, results) if r.status != STATUS_OK]
+    if not failed:
+        return
+    (gold, answer), r = failed[0]
+    logger.warning(
+        "grader %s: %d of %d pairs failed (timeouts/errors count as wrong); first: "
+        "gold=%.80r answer=%.80r -> %s (%s)",
+        grader,
+        len(failed),
+        len(pairs),
+        gold,
+        answer,
+        r.status,
+        r.detail,
+    )

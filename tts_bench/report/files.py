@@ -1,0 +1,49 @@
+"""Run-directory outputs: graded samples, per-problem table, metrics, plot.
+
+    write_report(run_dir, graded, per_problem, curves)
+
+Files (all rewritten atomically on every report):
+    samples.parquet      graded samples (one row per generation)
+    per_problem.parquet  the per-problem reduction every metric reads
+    metrics.csv/.json    tidy curves: metric, k, value, ci_low, ci_high, ...
+    plot.png             pass@k and maj@k against k (log2 axis) with 95% CI bands
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..store import atomic_write_bytes
+
+
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def write_report(run_dir: Path, graded: pd.DataFrame, per_problem: pd.DataFrame,
+                 curves: pd.DataFrame, *, plot: bool = True) -> list[Path]:
+    run_dir = Path(run_dir)
+    written = []
+    atomic_write_bytes(run_dir / "samples.parquet", _parquet_bytes(graded))
+    pp = per_problem.copy()
+    if "class_counts" in pp.columns:  # dicts -> JSON text: portable across readers
+        pp["class_counts"] = pp["class_counts"].map(lambda d: json.dumps(d, sort_keys=True))
+    atomic_write_bytes(run_dir / "per_problem.parquet", _parquet_bytes(pp))
+    atomic_write_bytes(run_dir / "metrics.csv", curves.to_csv(index=False).encode())
+    atomic_write_bytes(
+        run_dir / "metrics.json",
+        json.dumps(json.loads(curves.to_json(orient="records")), indent=1).encode(),
+    )
+    written += [run_dir / n for n in ("samples.parquet", "per_problem.parquet", "metrics.csv",
+                                      "metrics.json")]
+    if plot:
+        from .plot import plot_curves
+
+        written.append(plot_curves(curves, run_dir / "plot.png", title=run_dir.name))
+    return written

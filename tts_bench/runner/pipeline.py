@@ -1,0 +1,274 @@
+"""One experiment end to end: plan -> generate -> collect -> grade -> metrics -> report.
+
+    result = run_experiment(compose(["dataset=gsm8k"]))   # generates what is missing
+    result = regrade(Path("results/runs/<name>"))        # no engine, no generation
+
+A run directory holds what the stages after generation need (the planned
+keys, the problems' reference answers, the config), so grading and metrics
+can be redone from the store alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import ConfigError, RunConfig, budget_ks, to_yaml
+from ..dataset import Problem, load_problems, load_task
+from ..engines import make_engine
+from ..plan import Plan, make_plan, shard_jobs
+from ..store import GenerationStore
+from .generate import GenerationStats, generate_missing
+
+# Columns of the store a graded-sample table needs (text for extraction).
+SAMPLE_COLUMNS = ["key", "text", "prompt_tokens", "completion_tokens", "finish_reason",
+                  "temperature", "mean_logprob", "seed", "latency_s"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: pd.DataFrame | None
+    gen: GenerationStats
+    timings: dict = field(default_factory=dict)
+    complete: bool = True
+    missing: int = 0
+    grade_stats: dict = field(default_factory=dict)
+
+
+def run_name(cfg: RunConfig) -> str:
+    if cfg.run_name:
+        return cfg.run_name
+    # Everything that changes the samples or the metrics is in the hash.
+    ident = json.dumps(
+        {
+            "model": dataclasses.asdict(cfg.model),
+            "dataset": dataclasses.asdict(cfg.dataset),
+            "strategy": dataclasses.asdict(cfg.strategy),
+            "budget": dataclasses.asdict(cfg.budget),
+        },
+        sort_keys=True,
+    )
+    h = hashlib.sha256(ident.encode()).hexdigest()[:8]
+    return f"{cfg.dataset.name}__{cfg.model.name}__{cfg.strategy.name}-n{cfg.budget.n}__{h}"
+
+
+def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> RunResult:
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    task = load_task(cfg.dataset.name)
+    problems = load_problems(cfg.dataset, cfg.model.system_prompt)
+    timings["load_problems_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    engine = make_engine(cfg.engine, cfg.model)
+    timings["engine_init_s"] = time.perf_counter() - t
+    store = GenerationStore(cfg.store_dir)
+    run_dir = Path(cfg.runs_dir) / run_name(cfg)
+    try:
+        t = time.perf_counter()
+        plan = make_plan(cfg, problems, engine)
+        existing = store.existing_keys(plan.model_fp)
+        todo = shard_jobs(plan.missing(existing), cfg.shard.index, cfg.shard.count)
+        timings["plan_s"] = time.perf_counter() - t
+        _write_run_files(run_dir, cfg, plan, problems, task, engine.identity())
+        if console is not None:
+            reused = len(plan.jobs) - len(plan.missing(existing))
+            console.print(
+                f"[bold]{len(plan.jobs)}[/] samples planned "
+                f"({len(problems)} problems x n={cfg.budget.n}); {reused} already stored; "
+                f"{len(todo)} to generate"
+                + (f" (shard {cfg.shard.index}/{cfg.shard.count})" if cfg.shard.count > 1 else "")
+            )
+        gen = generate_missing(plan, todo, engine, store, batch_size=cfg.engine.batch_size,
+                               dataset=cfg.dataset.name, progress=progress)
+        timings["generate_s"] = gen.seconds
+    finally:
+        engine.close()
+    if store.quarantined and console is not None:
+        console.print(f"[yellow]{len(store.quarantined)} damaged shard(s) quarantined; "
+                      "their samples were regenerated or will be on the next run[/]")
+    result = RunResult(run_dir, None, gen, timings)
+    if gen.interrupted:
+        result.complete = False
+        _update_manifest(run_dir, {"generation": dataclasses.asdict(gen), "timings": timings})
+        return result
+    evaluated = evaluate(run_dir, cfg=cfg, timings=timings, gen=gen, console=console)
+    return evaluated
+
+
+# -- run directory ----------------------------------------------------------
+
+
+def _write_run_files(run_dir: Path, cfg: RunConfig, plan: Plan, problems: list[Problem],
+                     task, identity) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    jobs = pd.DataFrame(
+        {
+            "problem_id": [j.problem_id for j in plan.jobs],
+            "sample_index": [j.sample_index for j in plan.jobs],
+            "key": [j.key for j in plan.jobs],
+        }
+    )
+    jobs.to_parquet(run_dir / "plan.parquet", index=False)
+    pd.DataFrame(
+        {
+            "problem_id": [p.id for p in problems],
+            "answer": [p.answer for p in problems],
+            "level": [p.meta.get("level") for p in problems],
+        }
+    ).astype({"level": "object"}).to_parquet(run_dir / "problems.parquet", index=False)
+    _update_manifest(
+        run_dir,
+        {
+            "run_name": run_dir.name,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+            "task": {"name": task.name, "extractor": task.extractor, "grader": task.grader},
+            "model": dataclasses.asdict(identity) | {"fingerprint": identity.fingerprint},
+            "store_dir": str(Path(cfg.store_dir).resolve()),
+            "versions": _versions(identity),
+            "git_commit": _git_commit(),
+        },
+    )
+
+
+def _update_manifest(run_dir: Path, fields: dict) -> None:
+    from ..store import atomic_write_bytes
+
+    path = run_dir / "manifest.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(fields)
+    atomic_write_bytes(path, json.dumps(data, indent=2, default=str).encode())
+
+
+def read_manifest(run_dir: Path) -> dict:
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run directory (no manifest.json); "
+            f"runs live under results/runs/ — see `tts-bench cache`"
+        )
+    return json.loads(path.read_text())
+
+
+def _versions(identity) -> dict:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "engine": identity.engine_version}
+    for pkg in ("tts-bench", "numpy", "pandas", "pyarrow", "hydra-core", "math-verify",
+                "llama-cpp-python", "vllm", "datasets"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# -- collect, grade, measure, report -----------------------------------------
+
+
+def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str) -> tuple[pd.DataFrame, int]:
+    """The run's planned samples joined with the store; returns (samples, missing)."""
+    plan = pd.read_parquet(run_dir / "plan.parquet")
+    table = store.read(model_fp, keys=set(plan["key"]), columns=SAMPLE_COLUMNS)
+    stored = table.to_pandas()
+    samples = plan.merge(stored, on="key", how="inner")
+    missing = len(plan) - len(samples)
+    return samples.sort_values(["problem_id", "sample_index"], kind="stable").reset_index(drop=True), missing
+
+
+def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | None = None,
+             gen: GenerationStats | None = None, console=None) -> RunResult:
+    """Grade the run's stored samples and compute metrics and report files."""
+    from ..grading import grade_samples
+    from ..metrics import compute_curves, reduce_per_problem
+    from ..report import write_report
+
+    manifest = read_manifest(run_dir)
+    timings = dict(timings or {})
+    gen = gen or GenerationStats()
+    cfg_d = manifest["config"]
+    store = GenerationStore(manifest["store_dir"])
+    t = time.perf_counter()
+    samples, missing = collect_samples(run_dir, store, manifest["model"]["fingerprint"])
+    timings["collect_s"] = time.perf_counter() - t
+    result = RunResult(run_dir, None, gen, timings, missing=missing)
+    if missing:
+        result.complete = False
+        _update_manifest(run_dir, {"missing_samples": missing, "timings": timings,
+                                   "generation": dataclasses.asdict(gen)})
+        return result
+    problems = pd.read_parquet(run_dir / "problems.parquet")
+    gold = dict(zip(problems["problem_id"], problems["answer"]))
+    t = time.perf_counter()
+    graded, gstats = grade_samples(
+        samples,
+        gold,
+        extractor=manifest["task"]["extractor"],
+        grader=manifest["task"]["grader"],
+        cache_dir=Path(manifest["store_dir"]) / "grades",
+        workers=int(cfg_d.get("grade_workers", 2)),
+        timeout_s=float(cfg_d.get("grade_timeout_s", 10.0)),
+    )
+    timings["grade_s"] = time.perf_counter() - t
+    result.grade_stats = dataclasses.asdict(gstats) if dataclasses.is_dataclass(gstats) else dict(gstats)
+    t = time.perf_counter()
+    per_problem = reduce_per_problem(graded)
+    ks = cfg_ks(cfg_d)
+    curves = compute_curves(per_problem, ks, n_boot=int(cfg_d.get("bootstrap", 1000)), seed=0)
+    timings["metrics_s"] = time.perf_counter() - t
+    result.metrics = curves
+    t = time.perf_counter()
+    write_report(run_dir, graded, per_problem, curves, plot=bool(cfg_d.get("plot", True)))
+    timings["report_s"] = time.perf_counter() - t
+    _update_manifest(
+        run_dir,
+        {
+            "timings": timings,
+            "generation": dataclasses.asdict(gen),
+            "grading": result.grade_stats,
+            "missing_samples": 0,
+            "totals": {
+                "problems": int(per_problem.shape[0]),
+                "samples": int(graded.shape[0]),
+                "prompt_tokens": int(graded["prompt_tokens"].sum()),
+                "completion_tokens": int(graded["completion_tokens"].sum()),
+                "truncated": int((graded["finish_reason"] == "length").sum()),
+            },
+        },
+    )
+    return result
+
+
+def cfg_ks(cfg_d: dict) -> list[int]:
+    from ..config.schema import BudgetConfig
+
+    b = cfg_d["budget"]
+    fake = RunConfig.__new__(RunConfig)
+    fake.budget = BudgetConfig(n=int(b["n"]), ks=b.get("ks"))
+    return budget_ks(fake)

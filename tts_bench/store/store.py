@@ -1,0 +1,241 @@
+"""On-disk generation store: append-only Parquet shards, written atomically.
+
+Layout under the store root (``results/store`` by default)::
+
+    generations/<model_fp>/part-<time>-<pid>-<rand>-<sha16>.parquet
+    quarantine/...            damaged shards, moved aside (never deleted)
+
+Each shard is written to a hidden temporary file, fsync'd, then renamed into
+place, so a crash never leaves a partial file that looks complete. The first
+16 hex digits of the shard's sha256 are in its name: a shard whose bytes no
+longer match (truncated, bit-flipped, half-copied) is detected on read, moved
+to quarantine/ with a warning, and its samples count as missing, so the next
+run regenerates them. Rows are deduplicated by key on read, so two processes
+that raced on one sample never double count it.
+
+    store = GenerationStore("results/store")
+    keys = store.existing_keys(model_fp)
+    store.write_shard(model_fp, records)          # list of dicts (schema.py)
+    table = store.read(model_fp, keys=wanted, columns=[...])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import secrets
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import ARROW_SCHEMA, SCHEMA_VERSION
+
+
+class DamagedShardWarning(UserWarning):
+    pass
+
+
+@dataclass
+class ShardInfo:
+    path: Path
+    rows: int
+    bytes: int
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old state or all of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+class GenerationStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.quarantined: list[Path] = []
+
+    # -- paths ---------------------------------------------------------------
+    def partition(self, model_fp: str) -> Path:
+        return self.root / "generations" / model_fp
+
+    def partitions(self) -> list[str]:
+        gen = self.root / "generations"
+        return sorted(p.name for p in gen.iterdir() if p.is_dir()) if gen.is_dir() else []
+
+    def shards(self, model_fp: str) -> list[Path]:
+        part = self.partition(model_fp)
+        if not part.is_dir():
+            return []
+        return sorted(p for p in part.glob("part-*.parquet"))
+
+    # -- writing -------------------------------------------------------------
+    def write_shard(self, model_fp: str, records: Sequence[dict] | pa.Table) -> Path | None:
+        """Persist records (dicts or a Table) as one new shard; returns its path."""
+        if isinstance(records, pa.Table):
+            table = records.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
+        else:
+            table = pa.Table.from_pylist(list(records), schema=ARROW_SCHEMA)
+        if table.num_rows == 0:
+            return None
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        data = buf.getvalue()
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        name = f"part-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}-{digest}.parquet"
+        path = self.partition(model_fp) / name
+        atomic_write_bytes(path, data)
+        return path
+
+    # -- reading -------------------------------------------------------------
+    def _load_verified(self, path: Path, columns: Sequence[str] | None) -> pa.Table | None:
+        """The shard's table, or None (and quarantined) if it is damaged."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # compacted away by another process meanwhile
+            return None
+        expected = path.stem.rsplit("-", 1)[-1]
+        problem = None
+        if hashlib.sha256(data).hexdigest()[:16] != expected:
+            problem = "checksum mismatch"
+        else:
+            try:
+                pf = pq.ParquetFile(io.BytesIO(data))
+                meta = pf.schema_arrow.metadata or {}
+                version = int(meta.get(b"tts_bench.schema_version", b"0"))
+                if version != SCHEMA_VERSION:
+                    problem = f"schema version {version}, expected {SCHEMA_VERSION}"
+                else:
+                    return pf.read(columns=list(columns) if columns else None)
+            except Exception as e:  # unreadable Parquet
+                problem = f"unreadable ({type(e).__name__}: {e})"
+        self._quarantine(path, problem)
+        return None
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        dest = self.root / "quarantine" / path.parent.name / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.move(str(path), dest)
+        except FileNotFoundError:
+            return
+        self.quarantined.append(dest)
+        warnings.warn(
+            f"damaged shard {path.name} ({why}) moved to {dest}; its samples will be regenerated",
+            DamagedShardWarning,
+            stacklevel=3,
+        )
+
+    def iter_tables(self, model_fp: str, columns: Sequence[str] | None = None) -> Iterable[pa.Table]:
+        for path in self.shards(model_fp):
+            t = self._load_verified(path, columns)
+            if t is not None and t.num_rows:
+                yield t
+
+    def read(self, model_fp: str, *, keys: set[str] | None = None,
+             columns: Sequence[str] | None = None) -> pa.Table:
+        """All verified rows of a partition (optionally only ``keys``), one row per key."""
+        cols = list(columns) if columns else None
+        if cols is not None and "key" not in cols:
+            cols = ["key", *cols]
+        parts = []
+        key_filter = pa.array(sorted(keys)) if keys is not None else None
+        for t in self.iter_tables(model_fp, cols):
+            if key_filter is not None:
+                import pyarrow.compute as pc
+
+                t = t.filter(pc.is_in(t["key"], value_set=key_filter))
+            if t.num_rows:
+                parts.append(t)
+        schema = ARROW_SCHEMA if cols is None else pa.schema([ARROW_SCHEMA.field(c) for c in cols])
+        if not parts:
+            return schema.empty_table()
+        table = pa.concat_tables(parts)
+        return _dedupe_by_key(table)
+
+    def existing_keys(self, model_fp: str) -> set[str]:
+        keys: set[str] = set()
+        for t in self.iter_tables(model_fp, ["key"]):
+            keys.update(t.column("key").to_pylist())
+        return keys
+
+    # -- maintenance ---------------------------------------------------------
+    def info(self) -> list[dict]:
+        """One row per partition: shards, rows, bytes (for `tts-bench cache`)."""
+        out = []
+        for fp in self.partitions():
+            shards = self.shards(fp)
+            rows = 0
+            meta = {}
+            for p in shards:
+                try:
+                    md = pq.read_metadata(p)
+                    rows += md.num_rows
+                except Exception:
+                    continue
+            if shards:
+                try:
+                    first = pq.read_table(shards[0], columns=["model_id", "engine", "dataset"])
+                    if first.num_rows:
+                        meta = {c: first.column(c)[0].as_py() for c in first.column_names}
+                except Exception:
+                    pass
+            out.append({"model_fp": fp, "shards": len(shards), "rows": rows,
+                        "bytes": sum(p.stat().st_size for p in shards), **meta})
+        return out
+
+    def compact(self, model_fp: str, *, max_rows: int = 200_000, min_shards: int = 16) -> int:
+        """Merge small shards into larger ones; returns shards removed.
+
+        Crash-safe: the merged shard is written (atomically) before the old
+        ones are deleted, and reads dedupe by key in between.
+        """
+        small = [p for p in self.shards(model_fp) if pq.read_metadata(p).num_rows < max_rows]
+        if len(small) < min_shards:
+            return 0
+        tables = []
+        used = []
+        for p in small:
+            t = self._load_verified(p, None)
+            if t is not None:
+                tables.append(t)
+                used.append(p)
+        if not tables:
+            return 0
+        merged = _dedupe_by_key(pa.concat_tables(tables))
+        self.write_shard(model_fp, merged)
+        for p in used:
+            p.unlink(missing_ok=True)
+        return len(used)
+
+
+def _dedupe_by_key(table: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    keys = table.column("key")
+    if pc.count_distinct(keys).as_py() == table.num_rows:
+        return table
+    idx = pa.array(range(table.num_rows))
+    first = (
+        pa.table({"key": keys, "i": idx}).group_by("key", use_threads=False).aggregate([("i", "min")])
+    )
+    rows = first.column("i_min")
+    return table.take(pc.take(rows, pc.sort_indices(rows)))
