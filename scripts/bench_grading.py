@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     samples, gold = build_pool(load(args.data), args.min_samples, args.max_samples, args.seed)
     print(f"pool: {len(samples):,} samples over {len(gold):,} problems (MATH500 + GSM8K)")
 
+    load_before = os.getloadavg()[0]
     runs = []
     for i in range(args.runs):
         graded, stats = grade_samples(
@@ -183,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"agreement with labels {agree:.4%} of {len(labelled):,} labelled samples")
     print(f"wall time (median)    {seconds:.2f}s over {len(runs)} runs, workers={args.workers}")
     print(f"samples/s (median)    {s.samples / seconds:,.0f}")
+    print(
+        f"machine               {os.cpu_count()} CPUs, 1-min load average "
+        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
     return 0
 
 

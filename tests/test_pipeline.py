@@ -1,0 +1,187 @@
+"""The whole pipeline with the scripted engine, as real processes: run, rerun,
+top-up, kill -9 and Ctrl-C midway and resume, grade, report, import."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import cli, write_arith_script
+from tts_bench.store import GenerationStore
+
+
+def _run_args(script: Path, *extra: str) -> list[str]:
+    return ["run", "--no-progress", "engine=scripted", f"engine.script={script}",
+            "dataset.size=6", "bootstrap=200", *extra]
+
+
+def _only_run(cwd: Path) -> Path:
+    runs = sorted((cwd / "results" / "runs").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def _stored_rows(cwd: Path) -> int:
+    store = GenerationStore(cwd / "results" / "store")
+    return sum(store.read(fp, columns=["key"]).num_rows for fp in store.partitions())
+
+
+def _shard_rows(cwd: Path) -> int:
+    """Rows in all shard files, duplicates included."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(p).num_rows
+               for p in (cwd / "results" / "store" / "generations").glob("*/part-*.parquet"))
+
+
+def test_end_to_end_files_and_metrics(tmp_path):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    out = cli(*_run_args(script), cwd=tmp_path).stdout
+    assert "48 samples planned (6 problems x n=8); 0 already stored; 48 to generate" in out
+    run = _only_run(tmp_path)
+    for name in ("manifest.json", "config.yaml", "plan.parquet", "problems.parquet",
+                 "samples.parquet", "per_problem.parquet", "metrics.csv", "metrics.json", "plot.png"):
+        assert (run / name).is_file(), name
+    m = pd.read_csv(run / "metrics.csv")
+    assert {"metric", "k", "value", "ci_low", "ci_high"} <= set(m.columns)
+    # Problem i is right on sample j iff (j + i) % 3 == 0, j in 0..7:
+    # i%3==0 -> j in {0,3,6}; i%3==1 -> {2,5}; i%3==2 -> {1,4,7}.
+    samples = pd.read_parquet(run / "samples.parquet")
+    c = samples.groupby("problem_id")["correct"].sum().tolist()
+    assert c == [3, 2, 3, 3, 2, 3]
+    pass1 = m[(m.metric == "pass@k") & (m.k == 1)].value.item()
+    assert pass1 == pytest.approx(sum(c) / 48)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["model"]["engine"] == "scripted"
+    assert manifest["totals"]["samples"] == 48
+    assert manifest["versions"]["python"]
+    assert "config" in manifest and manifest["config"]["budget"]["n"] == 8
+
+
+def test_rerun_generates_nothing_and_topup_generates_the_difference(tmp_path):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    cli(*_run_args(script), cwd=tmp_path)
+    again = cli(*_run_args(script), cwd=tmp_path).stdout
+    assert "48 already stored; 0 to generate" in again
+    assert _stored_rows(tmp_path) == 48
+    up = cli(*_run_args(script, "budget.n=16"), cwd=tmp_path).stdout
+    assert "96 samples planned (6 problems x n=16); 48 already stored; 48 to generate" in up
+    assert _stored_rows(tmp_path) == 96 and _shard_rows(tmp_path) == 96
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_without_regenerating(tmp_path, sig):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    # Reference: the same experiment, uninterrupted, in its own folder.
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    cli(*_run_args(script), cwd=ref)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "TTS_BENCH_SCRIPTED_DELAY": "0.1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tts_bench", *_run_args(script)], cwd=work,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gen_dir = work / "results" / "store" / "generations"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until some, not all, samples are stored
+        if gen_dir.exists() and len(list(gen_dir.glob("*/part-*.parquet"))) >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    stored = _stored_rows(work)
+    assert 10 <= stored < 48, stored
+    assert not list(gen_dir.glob("*/.tmp-*")) or sig == signal.SIGKILL  # Ctrl-C cleans up
+    out = cli(*_run_args(script), cwd=work).stdout
+    assert f"{stored} already stored; {48 - stored} to generate" in out
+    assert _stored_rows(work) == 48 and _shard_rows(work) == 48  # nothing generated twice
+    a = pd.read_csv(_only_run(ref) / "metrics.csv")
+    b = pd.read_csv(_only_run(work) / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_damaged_shard_is_regenerated_on_next_run(tmp_path):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    cli(*_run_args(script), cwd=tmp_path)
+    shard = sorted((tmp_path / "results" / "store" / "generations").glob("*/part-*.parquet"))[0]
+    shard.write_bytes(shard.read_bytes()[:100])
+    out = cli(*_run_args(script), cwd=tmp_path)
+    assert "47 already stored; 1 to generate" in out.stdout
+    assert "damaged shard" in out.stderr + out.stdout
+    assert (tmp_path / "results" / "store" / "quarantine").exists()
+
+
+def test_grade_and_report_commands_never_generate(tmp_path):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    cli(*_run_args(script), cwd=tmp_path)
+    run = _only_run(tmp_path)
+    before = pd.read_csv(run / "metrics.csv")
+    (run / "metrics.csv").unlink()
+    (run / "plot.png").unlink()
+    out = cli("grade", str(run), cwd=tmp_path).stdout
+    assert "graded 48 samples" in out
+    pd.testing.assert_frame_equal(before, pd.read_csv(run / "metrics.csv"), check_exact=False)
+    (run / "plot.png").unlink()
+    cli("report", str(run), "--bootstrap", "1000", cwd=tmp_path)
+    assert (run / "plot.png").is_file()
+    assert _shard_rows(tmp_path) == 48
+
+
+def test_grade_of_a_missing_run_is_a_clear_error(tmp_path):
+    proc = cli("grade", str(tmp_path / "nope"), cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "is not a run directory (no manifest.json)" in proc.stderr
+
+
+def test_unknown_dataset_cli_error(tmp_path):
+    proc = cli("run", "dataset=foo", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "unknown dataset 'foo'. Valid choices: aime24, aime25, arith" in proc.stderr
+    assert not (tmp_path / "results").exists()  # nothing touched
+
+
+def test_multirun_sweeps(tmp_path):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    out = cli(*_run_args(script, "budget.n=2,4", "strategy.temperature=0.5,1.0"), "-m",
+              cwd=tmp_path).stdout
+    assert "job 4/4" in out
+    assert len(list((tmp_path / "results" / "runs").iterdir())) == 4
+
+
+def test_import_grades_external_generations(tmp_path, shared_data):
+    rows = [json.loads(x) for x in (shared_data / "gsm8k_test.jsonl").read_text().splitlines()[:4]]
+    lines = []
+    for r in rows:
+        for j in range(4):
+            text = f"So the answer is \\boxed{{{r['answer'] if j < 2 else int(r['answer']) + 1}}}."
+            lines.append(json.dumps({"problem_id": r["id"], "text": text, "completion_tokens": 9}))
+    f = tmp_path / "gens.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    out = cli("import", str(f), "--dataset", "gsm8k", "--model", "ext",
+              f"dataset.data_dir={shared_data}", "dataset.limit=4", cwd=tmp_path).stdout
+    assert "imported 16 new samples" in out
+    run = _only_run(tmp_path)
+    m = pd.read_csv(run / "metrics.csv")
+    assert m[(m.metric == "pass@k") & (m.k == 1)].value.item() == pytest.approx(0.5)
+    assert m[(m.metric == "pass@k") & (m.k == 4)].value.item() == pytest.approx(1.0)
+    again = cli("import", str(f), "--dataset", "gsm8k", "--model", "ext",
+                f"dataset.data_dir={shared_data}", "dataset.limit=4", cwd=tmp_path).stdout
+    assert "imported 0 new samples" in again
+
+
+def test_config_list_cache_commands(tmp_path):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    cfg = cli("config", "dataset=gsm8k", "budget.n=3", cwd=tmp_path).stdout
+    assert "name: gsm8k" in cfg and "'n': 3" in cfg
+    assert "vllm-cpu" in cli("list", cwd=tmp_path).stdout
+    cli(*_run_args(script), cwd=tmp_path)
+    out = cli("cache", cwd=tmp_path).stdout
+    assert "48" in out and "scripted" in out
