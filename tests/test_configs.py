@@ -8,13 +8,13 @@ from tts_bench.config import (
     GROUPS,
     ConfigError,
     RunConfig,
+    budget_ks,
     compose,
     conf_dir,
     expand_sweep,
     group_options,
+    schema,
 )
-from tts_bench.config import schema
-from tts_bench.config import budget_ks
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import cli, write_arith_script
+
 from tts_bench.store import GenerationStore
 
 

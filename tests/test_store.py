@@ -7,7 +7,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from tts_bench.store import DamagedShardWarning, GenerationStore, SCHEMA_VERSION, sample_key
+from tts_bench.store import SCHEMA_VERSION, DamagedShardWarning, GenerationStore, sample_key
 
 
 def _rec(key: str, i: int = 0, text: str = "x") -> dict:

@@ -25,8 +25,8 @@ def import_cmd(
     overrides: Optional[List[str]] = typer.Argument(None, help="More overrides, e.g. dataset.data_dir=..."),
 ) -> None:
     """Import generations, then grade them and compute metrics."""
-    from ..runner.importer import import_generations
     from ..report import metrics_table
+    from ..runner.importer import import_generations
 
     with user_errors():
         result = import_generations(file, dataset, model or file.stem, list(overrides or []))

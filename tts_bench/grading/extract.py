@@ -148,10 +148,8 @@ def answer_is(text: str) -> str | None:
 
 def last_number(text: str) -> str | None:
     """The last plain number in ``text``, as written (commas kept)."""
-    last = None
-    for last in _NUMBER_RE.finditer(text):
-        pass
-    return last.group(0) if last else None
+    matches = list(_NUMBER_RE.finditer(text))
+    return matches[-1].group(0) if matches else None
 
 
 def canonical_number(s: str) -> str | None:

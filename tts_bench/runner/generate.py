@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..engines.base import Completion, Engine
 from ..plan import Job, Plan, request_problem_id, to_requests
-from ..store import GenerationStore, SCHEMA_VERSION
+from ..store import SCHEMA_VERSION, GenerationStore
 from ..store.schema import prompt_sha
 
 

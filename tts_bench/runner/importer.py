@@ -19,7 +19,7 @@ from ..config import ConfigError, compose
 from ..dataset import load_problems, load_task
 from ..engines.base import ModelIdentity, SamplingParams
 from ..plan import Job, Plan
-from ..store import GenerationStore, SCHEMA_VERSION, sample_key
+from ..store import SCHEMA_VERSION, GenerationStore, sample_key
 from ..store.schema import prompt_sha
 from .generate import GenerationStats
 from .pipeline import RunResult, _write_run_files, evaluate
