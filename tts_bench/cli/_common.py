@@ -21,3 +21,7 @@ def user_errors():
     except ConfigError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted: every finished sample is stored; "
+                          "run the same command again to resume[/]", soft_wrap=True)
+        raise typer.Exit(130) from None

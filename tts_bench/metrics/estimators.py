@@ -72,7 +72,7 @@ import numpy as np
 
 DEFAULT_MC_REPLICATES = 1000
 DEFAULT_TOL = 1e-12
-DEFAULT_EXACT_WORK_CAP = 2e5
+DEFAULT_EXACT_WORK_CAP = 2e4
 METHODS = ("auto", "exact", "mc")
 
 # Cost model (nanoseconds, measured with numpy 2 on one x86 core) used to pick

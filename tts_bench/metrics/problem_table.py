@@ -79,13 +79,13 @@ def reduce_per_problem(samples: pd.DataFrame, max_samples: Optional[int] = None)
     # (problem, class) pairs; a few per problem, so a Python pass over them is cheap.
     n_cls = max(1, len(classes))
     pair = pid_codes[has_answer].astype(np.int64) * n_cls + cls_codes[has_answer]
-    keys, counts = np.unique(pair, return_counts=True)
+    keys, counts = _count_keys(pair, P * n_cls)
     class_counts: list[dict] = [{} for _ in range(P)]
     cls_list = list(classes)
     for key, cnt in zip(keys.tolist(), counts.tolist()):
         class_counts[key // n_cls][cls_list[key % n_cls]] = cnt
 
-    correct_class = _correct_class(pid_codes, cls_codes, correct, cls_list, pids)
+    correct_class = _correct_class(pid_codes, cls_codes, correct, cls_list, pids, n_cls)
 
     return pd.DataFrame(
         {
@@ -110,16 +110,27 @@ def _first_samples(samples: pd.DataFrame, max_samples: int) -> pd.DataFrame:
     return samples[rank.to_numpy() <= max_samples]
 
 
+def _count_keys(keys: np.ndarray, n_keys: int) -> "tuple[np.ndarray, np.ndarray]":
+    """Distinct keys in [0, n_keys) and their counts."""
+    if n_keys <= 4 * len(keys) + 1024:
+        # A dense count is linear; sorting a million keys is not.
+        counts = np.bincount(keys, minlength=n_keys)
+        present = np.flatnonzero(counts)
+        return present, counts[present]
+    return np.unique(keys, return_counts=True)
+
+
 def _correct_class(
     pid_codes: np.ndarray,
     cls_codes: np.ndarray,
     correct: np.ndarray,
     cls_list: list,
     pids: pd.Index,
+    n_cls: int,
 ) -> list:
     P = len(pids)
     out: list = [None] * P
-    good_pid = pid_codes[correct]
+    good_pid = pid_codes[correct].astype(np.int64)
     good_cls = cls_codes[correct]
     if (good_cls < 0).any():
         bad = pids[good_pid[good_cls < 0][0]]
@@ -127,14 +138,16 @@ def _correct_class(
             f"problem {bad!r} has a correct sample with no answer_class; the grader must "
             f"give every correct sample its answer's class"
         )
-    pairs = np.unique(np.stack([good_pid, good_cls]), axis=1)
-    if pairs.shape[1] and (np.bincount(pairs[0], minlength=P) > 1).any():
-        bad = pids[int(np.flatnonzero(np.bincount(pairs[0], minlength=P) > 1)[0])]
+    keys, _ = _count_keys(good_pid * n_cls + good_cls, P * n_cls)
+    key_pid, key_cls = keys // n_cls, keys % n_cls
+    classes_per_problem = np.bincount(key_pid, minlength=P)
+    if (classes_per_problem > 1).any():
+        bad = pids[int(np.flatnonzero(classes_per_problem > 1)[0])]
         raise ValueError(
             f"problem {bad!r} has correct samples in more than one answer_class; "
             f"the grader must put all correct answers of a problem in one class"
         )
-    for p, cl in zip(pairs[0].tolist(), pairs[1].tolist()):
+    for p, cl in zip(key_pid.tolist(), key_cls.tolist()):
         out[p] = cls_list[cl]
     return out
 
