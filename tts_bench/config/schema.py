@@ -77,7 +77,7 @@ class EngineConfig:
 @dataclass
 class LlamaCppEngineConfig(EngineConfig):
     name: str = "llamacpp"
-    n_threads: Optional[int] = None  # None: all cores
+    n_threads: Optional[int] = None  # None: all cores but one
     n_batch: int = 512
     verbose: bool = False
 

@@ -78,7 +78,7 @@ METHODS = ("auto", "exact", "mc")
 # Cost model (nanoseconds, measured with numpy 2 on one x86 core) used to pick
 # the cheaper computation per problem; only the ratios matter.
 _NS_EXACT_WORK = 40.0  # per unit of the exact work estimate
-_NS_INDEX_LABEL = 35.0  # index sampler: per sampled label (draw, sort, look up)
+_NS_INDEX_LABEL = 25.0  # index sampler: per sampled label (draw, sort, look up)
 _NS_INDEX_DRAW = 250.0  # index sampler: per replicate (runs, vote)
 _NS_MARGINAL = 250.0  # class-by-class sampler: per hypergeometric variate
 # Elements per numpy block for the exact method's arrays (~64 MiB of complex).
@@ -295,7 +295,7 @@ def maj_at_k_batch(
 
     plan = _plan_exact(pools.take(open_), k, tol)
     sub = pools.take(open_)
-    t_index, t_marginal = _mc_cost(sub, plan.n_rel, k, mc_replicates)
+    t_index, t_marginal = _mc_cost(sub, plan.n_contend, k, mc_replicates)
     if method == "exact":
         use_exact = np.ones(open_.size, dtype=bool)
     elif method == "mc":
@@ -332,26 +332,62 @@ def _vote_whole_pool(pools: AnswerPools) -> FloatArray:
 # ---------------------------------------------------------------- exact
 
 
-@lru_cache(maxsize=4)
-def _lf_table(size: int) -> FloatArray:
-    table = np.array([math.lgamma(i + 1.0) for i in range(size + 1)])
-    table.flags.writeable = False
-    return table
+# Stirling-series error log(n!) - log(sqrt(2 pi n) (n/e)^n) for n = 0..15;
+# beyond 15 the asymptotic series below is exact to double precision.
+_STIRLERR_SMALL = np.array(
+    [0.0]
+    + [math.lgamma(i + 1.0) - (i + 0.5) * math.log(i) + i - 0.5 * math.log(2 * math.pi)
+       for i in range(1, 16)]
+)
 
 
-def _log_factorials(n_max: int) -> FloatArray:
-    # Rounded up to a power of two so repeated calls share one cached table.
-    return _lf_table(1 << max(10, int(n_max).bit_length()))
+def _stirlerr(n: IntArray) -> FloatArray:
+    nf = np.maximum(n, 1).astype(np.float64)
+    nn = nf * nf
+    series = (1 / 12 - (1 / 360 - (1 / 1260 - (1 / 1680 - 1 / (1188 * nn)) / nn) / nn) / nn) / nf
+    return np.where(n <= 15, _STIRLERR_SMALL[np.clip(n, 0, 15)], series)
 
 
-def _log_binom(y: IntArray, m: IntArray, log_pi, log_q, lf: FloatArray) -> FloatArray:
-    """log Binomial(m, pi) pmf at y (broadcasting); -inf outside 0..m."""
-    y, m = np.broadcast_arrays(y, m)
-    ok = (y >= 0) & (y <= m)
-    yc = np.where(ok, y, 0)
-    mc = np.where(ok, m, 0)
-    out = lf[mc] - lf[yc] - lf[mc - yc] + yc * log_pi + (mc - yc) * log_q
-    return np.where(ok, out, -np.inf)
+def _bd0(x: FloatArray, mean: FloatArray) -> FloatArray:
+    """x log(x / mean) + mean - x, without cancellation when x ~ mean (x, mean > 0)."""
+    out = x * np.log(x / mean) + mean - x
+    d = x - mean
+    close = np.flatnonzero(np.abs(d) < 0.1 * (x + mean))
+    if close.size:
+        xc, dc = x[close], d[close]
+        v = dc / (xc + mean[close])
+        series = dc * v
+        term = 2.0 * xc * v
+        v2 = v * v
+        for j in range(1, 12):  # |v| < 0.1: 11 terms reach 1e-22 relative
+            term *= v2
+            series += term / (2 * j + 1)
+        out[close] = series
+    return out
+
+
+def _log_binom(y: IntArray, m: IntArray, p: FloatArray) -> FloatArray:
+    """log Binomial(m, p) pmf at y (broadcasting); -inf outside 0..m; 0 < p < 1.
+
+    Loader's saddle-point form (as in R's dbinom): relative error ~1e-15,
+    where differences of log-factorials lose ~1e-11 at m = 10^4.
+    """
+    y, m, p = (np.ascontiguousarray(v) for v in np.broadcast_arrays(y, m, p))
+    out = np.full(y.shape, -np.inf)
+    edge0 = y == 0
+    out[edge0] = m[edge0] * np.log1p(-p[edge0])
+    edge1 = (y == m) & (m > 0)
+    out[edge1] = m[edge1] * np.log(p[edge1])
+    inner = np.flatnonzero((y > 0) & (y < m))
+    if inner.size:
+        yi, mi, pi = y.flat[inner], m.flat[inner], p.flat[inner]
+        yf, mf = yi.astype(np.float64), mi.astype(np.float64)
+        out.flat[inner] = (
+            _stirlerr(mi) - _stirlerr(yi) - _stirlerr(mi - yi)
+            - _bd0(yf, mf * pi) - _bd0(mf - yf, mf * (1.0 - pi))
+            + 0.5 * np.log(mf / (2.0 * math.pi * yf * (mf - yf)))
+        )
+    return out
 
 
 @lru_cache(maxsize=256)
@@ -405,23 +441,24 @@ class _ExactPlan:
     x_lo: IntArray
     x_hi: IntArray
     n_rel: IntArray  # wrong classes kept (largest first)
+    n_contend: IntArray  # of those, classes at least the correct class's expected count
     group_m: IntArray
     group_g: IntArray
     group_lo: IntArray
     group_hi: IntArray
     free: IntArray  # samples that cannot compete: abstentions + classes dropped
     s_off: IntArray  # sum of window starts: index 0 of the merged distribution
-    n_fft: IntArray  # merged-distribution length needed (no aliasing beyond tol)
+    n_fft: IntArray  # merged-distribution length for the FFT (no aliasing beyond tol)
+    s_len: IntArray  # merged-distribution length for direct convolution
+    direct: np.ndarray  # direct convolution is cheaper than the FFT
     log_norm: FloatArray  # log P(total = k) under the binomial tilt
     work: FloatArray  # estimated element operations
 
 
 def _plan_exact(pools: AnswerPools, k: int, tol: float) -> _ExactPlan:
     a, n, others = pools.a, pools.n, pools.others
-    lf = _log_factorials(int(n.max()))
     pi = k / n
-    log_pi, log_q = np.log(pi), np.log1p(-pi)
-    log_norm = _log_binom(np.full_like(n, k), n, log_pi, log_q, lf)
+    log_norm = _log_binom(np.full_like(n, k), n, pi)
     n_wrong = np.maximum(1, (others > 0).sum(axis=1))
     with np.errstate(divide="ignore"):
         log_tol = np.log(tol) if tol > 0 else -np.inf
@@ -448,6 +485,7 @@ def _plan_exact(pools: AnswerPools, k: int, tol: float) -> _ExactPlan:
     keep = (col < n_keep[:, None]) & (others >= x_lo[:, None])
     n_rel = keep.sum(axis=1)
     rel = np.where(keep, others, 0)
+    n_contend = (rel >= (a * pi)[:, None]).sum(axis=1)
     free = n - a - rel.sum(axis=1)
 
     # Group equal sizes: first of a run of equal values in each sorted row.
@@ -478,18 +516,28 @@ def _plan_exact(pools: AnswerPools, k: int, tol: float) -> _ExactPlan:
     mu_s = pi * rel.sum(axis=1)
     t_s = _tail_halfwidth(mu_s * (1 - pi), -log_delta)
     wrap_free = np.ceil(mu_s + t_s) - s_off + 1  # beyond it, mass <= delta
-    n_fft = np.maximum(np.minimum(full, wrap_free), np.maximum(s_cap, 1)).astype(np.int64)
+    # Length `full` never wraps; a shorter one must hold the indices that
+    # matter (s_cap) and leave at most delta of mass beyond it.
+    n_fft = np.minimum(full, np.maximum(np.maximum(s_cap, 1), wrap_free)).astype(np.int64)
 
     settled = beats.any(axis=1) | (x_lo > x_hi) | empty | (s_cap < 1)
     rows = _rows_per_problem(k, x_lo, x_hi, n_rel)
     n_groups = is_grp.sum(axis=1)
     width = np.where(is_grp, group_hi - group_lo + 1, 1).max(axis=1)
     freq = n_fft // 2 + 1
-    work = rows * freq * (n_groups + 4) + n_groups * width * freq + rows * n_fft
+    fft_work = rows * freq * (n_groups + 4) + n_groups * width * freq + rows * n_fft
+    # Direct: one truncated convolution per class, no FFT padding; plus a
+    # per-class overhead (numpy calls) shared by the problems of a block.
+    s_len = np.minimum(np.maximum(s_cap, 1), full)
+    direct_work = rows * s_len * (group_g * np.where(is_grp, group_hi - group_lo + 1, 0)).sum(
+        axis=1
+    ) + 100.0 * n_rel
+    direct = direct_work <= fft_work
     return _ExactPlan(
-        settled=settled, a=a, n=n, x_lo=x_lo, x_hi=x_hi, n_rel=n_rel,
+        settled=settled, a=a, n=n, x_lo=x_lo, x_hi=x_hi, n_rel=n_rel, n_contend=n_contend,
         group_m=group_m, group_g=group_g, group_lo=group_lo, group_hi=group_hi,
-        free=free, s_off=s_off, n_fft=n_fft, log_norm=log_norm, work=work.astype(float),
+        free=free, s_off=s_off, n_fft=n_fft, s_len=s_len.astype(np.int64), direct=direct,
+        log_norm=log_norm, work=np.minimum(fft_work, direct_work).astype(float),
     )
 
 
@@ -508,18 +556,20 @@ def _rows_per_problem(k: int, x_lo: IntArray, x_hi: IntArray, n_rel: IntArray) -
 def _run_exact(plan: _ExactPlan, idx: IntArray, k: int) -> FloatArray:
     """Exact maj@k for plan rows ``idx``, batched in blocks of similar size."""
     out = np.empty(idx.size)
-    order = np.argsort(plan.work[idx], kind="stable")
-    start = 0
-    while start < order.size:
-        # Double the block while its padded arrays stay within _BLOCK_ELEMENTS.
-        size = 1
-        while start + size < order.size and _block_size(
-            plan, idx[order[start:start + 2 * size]], k
-        ) <= _BLOCK_ELEMENTS:
-            size *= 2
-        block = order[start:start + size]
-        out[block] = _exact_block(plan, idx[block], k)
-        start += size
+    for direct in (True, False):
+        part = np.flatnonzero(plan.direct[idx] == direct)
+        order = part[np.argsort(plan.work[idx[part]], kind="stable")]
+        start = 0
+        while start < order.size:
+            # Double the block while its padded arrays stay within _BLOCK_ELEMENTS.
+            size = 1
+            while start + size < order.size and _block_size(
+                plan, idx[order[start:start + 2 * size]], k
+            ) <= _BLOCK_ELEMENTS:
+                size *= 2
+            block = order[start:start + size]
+            out[block] = _exact_block(plan, idx[block], k, direct)
+            start += size
     return out
 
 
@@ -535,24 +585,21 @@ def _block_size(plan: _ExactPlan, sel: IntArray, k: int) -> int:
     return sel.size * max(U * rows * F, U * (W + 1) * F, rows * N)
 
 
-def _exact_block(plan: _ExactPlan, sel: IntArray, k: int) -> FloatArray:
-    """Exact maj@k for problems ``sel``: all classes merged in the frequency domain.
+def _exact_block(plan: _ExactPlan, sel: IntArray, k: int, direct: bool) -> FloatArray:
+    """Exact maj@k for problems ``sel`` (see the module docstring).
 
-    Merging classes is convolving their count distributions; in the Fourier
-    domain that is a product, so every class (and every group of equal-size
-    classes, as a power) merges in one vectorised step. Everything is a
-    probability, so the FFT's rounding is absolute (~1e-16 per entry).
+    Rows are (x, quadrature node) pairs; per row, every competing class's
+    count distribution is truncated at x (u-weighted at x) and the classes
+    are merged: convolved one class at a time (direct), or multiplied in the
+    Fourier domain, equal-size classes as one power (FFT). Both work on
+    probabilities, so rounding stays absolute (~1e-16 per entry).
     """
     a, n, x_lo, x_hi = plan.a[sel], plan.n[sel], plan.x_lo[sel], plan.x_hi[sel]
     n_rel, free, s_off = plan.n_rel[sel], plan.free[sel], plan.s_off[sel]
-    grp = plan.group_g[sel] > 0
-    U = max(1, int(grp.sum(axis=1).max()))
+    U = max(1, int((plan.group_g[sel] > 0).sum(axis=1).max()))
     g_m, g_g = plan.group_m[sel, :U], plan.group_g[sel, :U]
     g_lo, g_hi = plan.group_lo[sel, :U], plan.group_hi[sel, :U]
-    lf = _log_factorials(int(n.max()))
     pi = k / n
-    log_pi, log_q = np.log(pi), np.log1p(-pi)
-    P = sel.size
 
     # Rows: one per (x offset, quadrature node); x = x_lo + offset per problem.
     span = int((x_hi - x_lo).max()) + 1
@@ -565,54 +612,85 @@ def _exact_block(plan: _ExactPlan, sel: IntArray, k: int) -> FloatArray:
     row_u = np.concatenate([u for u, _ in nodes])
     row_w = np.concatenate([w for _, w in nodes])
     x_abs = x_lo[:, None] + row_x[None, :]  # [P, rows]
-    row_ok = x_abs <= x_hi[:, None]
-
-    N = _fft_len(int(plan.n_fft[sel].max()))
-    F = N // 2 + 1
-    W = int(np.where(g_g > 0, g_hi - g_lo + 1, 1).max())
-    phase = np.exp(-2j * np.pi * np.outer(np.arange(max(W, 1)), np.arange(F)) / N)  # [W, F]
 
     # Class count distributions on their windows, indexed from the window start.
+    W = int(np.where(g_g > 0, g_hi - g_lo + 1, 1).max())
     y = g_lo[:, :, None] + np.arange(W)[None, None, :]  # [P, U, W]
-    pmf = np.exp(_log_binom(y, g_m[:, :, None], log_pi[:, None, None], log_q[:, None, None], lf))
+    pmf = np.exp(_log_binom(y, g_m[:, :, None], pi[:, None, None]))
     pmf = np.where((y <= g_hi[:, :, None]) & (g_g[:, :, None] > 0), pmf, 0.0)
     pmf[:, :, 0] = np.where(g_g > 0, pmf[:, :, 0], 1.0)  # padding: the unit distribution
-    # prefix[j] = transform of the counts below window index j.
+    j = x_abs[:, None, :] - g_lo[:, :, None]  # [P, U, rows]: window index of x
+    at = np.clip(j, 0, W - 1)
+    tie = np.take_along_axis(pmf, at, axis=2) * ((j >= 0) & (j < W)) * (g_g[:, :, None] > 0)
+    tie = tie * row_u[None, None, :]  # u * P(count == x)
+
+    if direct:
+        merged = _merge_direct(pmf, j, tie, g_g, int(plan.s_len[sel].max()))
+    else:
+        merged = _merge_fft(pmf, j, at, tie, g_g, _fft_len(int(plan.n_fft[sel].max())))
+    S = merged.shape[2]
+
+    # The pool that cannot compete fills the k - x - s slots left; its pmf
+    # depends on x + s only, so compute it once per value and slide.
+    t = x_lo[:, None] + s_off[:, None] + np.arange(span + S - 1)[None, :]
+    fill = np.exp(_log_binom(k - t, free[:, None], pi[:, None]))  # [P, span + S - 1]
+    f = np.lib.stride_tricks.sliding_window_view(fill, S, axis=1)[:, row_x, :]
+    num = np.einsum("prs,prs->pr", merged, f)
+    bx = np.exp(_log_binom(x_abs, a[:, None], pi[:, None]))
+    total = (np.where(x_abs <= x_hi[:, None], bx * num, 0.0) * row_w[None, :]).sum(axis=1)
+    return np.clip(total * np.exp(-plan.log_norm[sel]), 0.0, 1.0)
+
+
+def _merge_fft(pmf, j, at, tie, g_g, N: int) -> FloatArray:
+    """Merged distribution [P, rows, N] via a product of transforms."""
+    P, U, W = pmf.shape
+    F = N // 2 + 1
+    phase = np.exp(-2j * np.pi * np.outer(np.arange(W), np.arange(F)) / N)  # [W, F]
+    # prefix[i] = transform of the window's counts below index i.
     prefix = np.zeros((P, U, W + 1, F), dtype=np.complex128)
     np.cumsum(pmf[..., None] * phase[None, None], axis=2, out=prefix[:, :, 1:])
-
-    # Kernel of a class at row (x, u): counts < x, plus u * (count == x).
-    j = x_abs[:, None, :] - g_lo[:, :, None]  # [P, U, rows]
     below = np.take_along_axis(prefix, np.clip(j, 0, W)[..., None], axis=2)
-    at = np.clip(j, 0, W - 1)
-    tie = np.take_along_axis(pmf, at, axis=2) * ((j >= 0) & (j < W))
-    tie = np.where(g_g[:, :, None] > 0, tie, 0.0) * row_u[None, None, :]
-    kern = below + tie[..., None] * phase[at]
+    kern = below + tie[..., None] * phase[at]  # [P, U, rows, F]
     kern = np.where(g_g[:, :, None, None] > 1, kern ** g_g[:, :, None, None], kern)
-    merged = np.fft.irfft(np.prod(kern, axis=1), n=N, axis=-1)  # [P, rows, N]
+    return np.fft.irfft(np.prod(kern, axis=1), n=N, axis=-1)
 
-    s_abs = s_off[:, None, None] + np.arange(N)[None, None, :]
-    fill = k - x_abs[:, :, None] - s_abs  # samples left for the pool that cannot compete
-    f = np.exp(_log_binom(fill, free[:, None, None], log_pi[:, None, None],
-                          log_q[:, None, None], lf))
-    num = np.einsum("prs,prs->pr", merged, f)
-    bx = np.exp(_log_binom(x_abs, a[:, None], log_pi[:, None], log_q[:, None], lf))
-    total = (np.where(row_ok, bx * num, 0.0) * row_w[None, :]).sum(axis=1)
-    return np.clip(total * np.exp(-plan.log_norm[sel]), 0.0, 1.0)
+
+def _merge_direct(pmf, j, tie, g_g, S: int) -> FloatArray:
+    """Merged distribution [P, rows, S] by truncated convolution, class by class."""
+    P, U, W = pmf.shape
+    rows = j.shape[2]
+    y = np.arange(W)
+    # kern[p, u, row, y]: P(count = y) below x, the u-weighted tie at x, 0 above.
+    kern = np.where(y[None, None, None, :] < j[..., None], pmf[:, :, None, :], 0.0)
+    np.put_along_axis(kern, np.clip(j, 0, W - 1)[..., None],
+                      np.where((j >= 0) & (j < W), tie, 0.0)[..., None], axis=3)
+    merged = np.zeros((P, rows, S))
+    merged[:, :, 0] = 1.0
+    for u in range(U):
+        for rep in range(int(g_g[:, u].max())):
+            use = g_g[:, u] > rep  # problems with another class in this group
+            K = np.where(use[:, None, None], kern[:, u], (y == 0)[None, None, :])
+            nxt = merged * K[:, :, :1]
+            for d in range(1, min(W, S)):
+                nxt[:, :, d:] += merged[:, :, :S - d] * K[:, :, d:d + 1]
+            merged = nxt
+    return merged
 
 
 # ---------------------------------------------------------------- Monte Carlo
 
 
 def _mc_cost(
-    pools: AnswerPools, n_rel: IntArray, k: int, reps: int
+    pools: AnswerPools, n_contend: IntArray, k: int, reps: int
 ) -> "tuple[FloatArray, FloatArray]":
     """Estimated nanoseconds of each Monte Carlo sampler per problem."""
     # Index draws repeat an index more often as k nears n; past n/2 they stop.
     redraw = 1.0 / np.maximum(1e-9, 1.0 - k / pools.n)
     t_index = reps * (k * _NS_INDEX_LABEL * redraw + _NS_INDEX_DRAW)
     t_index = np.where(2 * k <= pools.n, t_index, np.inf)
-    t_marginal = reps * (1.0 + n_rel) * _NS_MARGINAL
+    # The class-by-class sampler stops at the first class smaller than the
+    # correct count: about the classes at least that big, plus x0 and one more.
+    t_marginal = reps * (2.0 + n_contend) * _NS_MARGINAL
     return t_index, t_marginal
 
 
@@ -716,29 +794,34 @@ def _mc_credits_marginal(
     P = len(pools.n)
     a = np.repeat(pools.a, reps)
     x0 = rng.hypergeometric(a, np.repeat(pools.n, reps) - a, k)
-    left = k - x0  # draws not yet assigned to a class
-    pool = np.repeat(pools.n, reps) - a  # samples of classes not yet drawn (abstain incl.)
-    ties = np.zeros_like(x0)
-    alive = x0 >= 1
-    credit = np.zeros(len(x0))
+    credit = np.zeros(P * reps)
     width = int(n_rel.max(initial=0))
     others = np.where(np.arange(width)[None, :] < n_rel[:, None], pools.others[:, :width], 0)
-    others = np.repeat(others, reps, axis=0)
+    # Replicates still undecided, compacted as they finish.
+    act = np.flatnonzero(x0 >= 1)
+    prob = act // reps
+    xa = x0[act]
+    left = k - xa  # draws not yet given to a class
+    pool = pools.n[prob] - pools.a[prob]  # samples of classes not yet drawn, abstain incl.
+    ties = np.zeros_like(xa)
     for r in range(width):
-        m = others[:, r]
+        m = others[prob, r]
         # Biggest first: once a class is smaller than x0, or fewer than x0
         # draws are left, no later class can reach the correct one.
-        done = alive & ((m < x0) | (left < x0))
-        credit[done] = 1.0 / (1 + ties[done])
-        alive &= ~done
-        act = np.flatnonzero(alive)
+        done = (m < xa) | (left < xa)
+        if done.any():
+            credit[act[done]] = 1.0 / (1 + ties[done])
+            keep = ~done
+            act, prob, xa, left, pool, ties, m = (
+                v[keep] for v in (act, prob, xa, left, pool, ties, m)
+            )
         if act.size == 0:
             break
-        mm = m[act]
-        got = rng.hypergeometric(mm, pool[act] - mm, left[act])
-        pool[act] -= mm
-        left[act] -= got
-        ties[act] += got == x0[act]
-        alive[act[got > x0[act]]] = False
-    credit[alive] = 1.0 / (1 + ties[alive])
+        got = rng.hypergeometric(m, pool - m, left)
+        pool -= m
+        left -= got
+        ties += got == xa
+        keep = got <= xa  # a class above x0 wins: credit 0
+        act, prob, xa, left, pool, ties = (v[keep] for v in (act, prob, xa, left, pool, ties))
+    credit[act] = 1.0 / (1 + ties)
     return credit.reshape(P, reps)
