@@ -75,6 +75,10 @@ def synthetic_samples(problems: int, samples: int, seed: int = 0) -> pd.DataFram
     )
 
 
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def median_time(fn: Callable[[], object], runs: int) -> "tuple[float, object]":
     times, out = [], None
     for _ in range(runs):
@@ -96,6 +100,7 @@ def main() -> None:
     t0 = time.perf_counter()
     graded = synthetic_samples(args.problems, args.samples)
     build_s = time.perf_counter() - t0
+    rss_pool_mib = _peak_rss_mib()
     n = args.samples
     ks = sorted({2**i for i in range(20) if 2**i <= n} | {n})
     extra = {} if args.mc_replicates is None else {"mc_replicates": args.mc_replicates}
@@ -110,7 +115,7 @@ def main() -> None:
     est = estimate_matrix(problems, ks, **extra)
     stacked = np.concatenate([est.values[m] for m in est.values], axis=1)
     t_boot, _ = median_time(lambda: bootstrap_ci(stacked, n_boot=args.n_boot, seed=0), args.runs)
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mib = _peak_rss_mib()
 
     rows = len(graded)
     print(f"pool: {args.problems} problems x {n} samples = {rows:,} rows "
@@ -125,7 +130,8 @@ def main() -> None:
           f"| {t_curves:.3f} s | <= 2 s |")
     print(f"| bootstrap alone, {args.n_boot} resamples | {t_boot:.3f} s | <= 10 s |")
     print(f"| curves + {args.n_boot} bootstrap resamples | {t_boot_total:.3f} s | - |")
-    print(f"| peak RSS (whole process, pool included) | {rss_mib:.0f} MiB | - |")
+    print(f"| peak RSS after building the pool | {rss_pool_mib:.0f} MiB | - |")
+    print(f"| peak RSS at the end (pool + metrics) | {rss_mib:.0f} MiB | - |")
     print()
     maj_mc = est.is_mc["maj@k"].mean(axis=0)
     table = boot_curves.pivot(index="k", columns="metric", values="value")

@@ -10,6 +10,7 @@ tie and abstention rules of maj@k are documented in
 """
 
 from tts_bench.metrics.curves import (
+    CURVE_MC_REPLICATES,
     METRICS,
     EstimateMatrix,
     bootstrap_ci,
@@ -33,6 +34,7 @@ from tts_bench.metrics.problem_table import reduce_per_problem
 
 __all__ = [
     "AnswerPools",
+    "CURVE_MC_REPLICATES",
     "DEFAULT_EXACT_WORK_CAP",
     "DEFAULT_MC_REPLICATES",
     "DEFAULT_TOL",

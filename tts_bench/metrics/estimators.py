@@ -7,6 +7,7 @@ pool instead of looking at one arbitrary subset:
     pass_at_k(n=10, c=3, k=2)                                  # 0.5333...
     pass_at_k(np.array([10, 10]), np.array([0, 3]), 2)         # vectorised
     maj_at_k({"A": 2, "B": 1, "C": 1}, "A", n=4, k=3).value    # 0.6666...
+    maj_at_k_batch(AnswerPools.from_counts(...), k, rng=mc_rng(0, k))  # many problems
 
 pass@k is the unbiased estimator of Chen et al. (2021). maj@k is the
 probability that a majority vote over a uniformly random k-subset (drawn
@@ -17,48 +18,54 @@ rules (the exact and the Monte Carlo paths implement the same ones):
   one of the k slots but casts no vote. If every chosen sample abstains, or
   none of the chosen samples is correct, the vote fails (credit 0).
 * Ties: when the correct class shares the top count with t other classes, the
-  tie is broken uniformly at random, counted as fractional credit 1/(1 + t).
+  tie is broken uniformly at random, counted as fractional credit 1/(1 + t)
+  (the expected score of the random tie-break, so no extra noise).
 
-Exact method. Give every class an independent Binomial(m_j, pi) draw with
-pi = k/n; conditioned on the total being k, these are exactly the
-multivariate-hypergeometric counts of a k-subset. So
+Exact method. Give every class an independent Binomial(m_j, pi) count with
+pi = k/n; conditioned on their total being k, the counts are exactly those of
+a uniform k-subset (multivariate hypergeometric). So
 
     maj@k = E[credit * 1{total = k}] / P(total = k),
 
 and the numerator is a sum over x = the correct class's count of
 b(x; a, pi) * [coefficient of z^(k-x) in prod_j K_j(z) * free(z)], where K_j
-holds class j's binomial probabilities truncated to counts <= x (a class
-above x beats the correct one) and free(z) is the pool that cannot compete
-(abstentions, classes smaller than x). Every array is a probability in [0, 1]
-(nothing overflows; log-factorials from math.lgamma) and merging a class is a
-plain convolution. The 1/(1 + t) credit is the integral over u in [0, 1] of
-u^t (u = the correct class's random tie-break priority); a class's count
-equal to x carries a factor u, so the product is a polynomial in u of degree
-<= the largest possible t, which Gauss-Legendre quadrature integrates exactly.
-Work is saved only where a bound proves it negligible, so "exact" means
-absolute error <= ``tol`` (default 1e-12) plus float rounding (about 1e-11
-for pools of 10^4, from the log-factorials):
+holds wrong class j's binomial probabilities truncated to counts <= x (a
+class above x beats the correct one) and free(z) is the pool that cannot
+compete (abstentions, classes too small). This is the DP over classes of
+the hypergeometric formulation, conditioned on x, but every array is a
+probability in [0, 1] (nothing overflows) and merging a class is a plain
+convolution, done for all classes at once as a product of Fourier
+transforms. The 1/(1 + t) credit is the integral over u in [0, 1] of u^t
+(u = the correct class's tie-break priority): a class with count exactly x
+carries a factor u, so the product is a polynomial in u of degree <= the
+largest possible number of ties, which Gauss-Legendre quadrature integrates
+exactly. Binomial probabilities use Loader's saddle-point form (as in R's
+dbinom; ~1e-16 relative, where log-gamma differences lose ~1e-11 at n=10^4).
+Work is skipped only where a bound proves it negligible, so "exact" means
+absolute error <= ``tol`` (default 1e-12) plus rounding (~1e-14 measured):
 
-* classes that cannot reach the correct class's count join the free pool;
-* classes that beat the correct class with probability below tol/(2C) by the
-  Chernoff bound (1 - (sqrt(p0) - sqrt(pj))^2)^k join the free pool (that
-  bound holds for sampling without replacement, Hoeffding 1963, thm. 4);
-* count windows drop binomial tails below a share of tol (Bernstein bound).
+* classes smaller than the smallest plausible x join the free pool (no error);
+* classes that reach the correct class's count with probability below
+  tol/(2C) by the Chernoff bound (1 - (sqrt(p0) - sqrt(pj))^2)^k join the
+  free pool; a class that the same bound shows dominating settles maj@k = 0
+  (the bound holds for sampling without replacement: Hoeffding 1963, thm. 4);
+* binomial tails and FFT wrap-around below a share of tol are dropped
+  (Bernstein bound).
 
-Monte Carlo method: ``mc_replicates`` seeded k-subsets (default 1000, so the
-standard error of one problem's estimate is at most 0.5/sqrt(1000) = 0.016,
-and much less on a mean over problems), drawn one of two equivalent ways,
-whichever is cheaper: k distinct sample indices (whole draws with a repeated
-index are redrawn; used while k(k-1) <= 2n), or the class counts one class at
-a time with Generator.hypergeometric, biggest class first, stopping as soon as
-no remaining class can reach the correct class's count.
+Monte Carlo method: ``mc_replicates`` seeded random k-subsets per problem;
+the estimate's standard error is at most 0.5/sqrt(replicates) (0.016 at the
+default 1000 of maj_at_k; curves use fewer, see curves.py) and is returned.
+Subsets are drawn whichever of two equivalent ways is cheaper: k distinct
+sample indices (repeats redrawn; used while k <= n/2), or the class counts
+one class at a time with Generator.hypergeometric, biggest class first,
+stopping once no remaining class can reach the correct class's count.
 
-``method="auto"`` runs the exact method when its work estimate (multiply-adds
-of the convolutions) is at most ``exact_work_cap`` (default 2e5, about a
-millisecond) and Monte Carlo otherwise. In practice: exact for small k (up to
-~8 with hundreds of answer classes, more with few) and for large k when at
-most one wrong class can compete; Monte Carlo in between. The method used is
-returned with every estimate.
+``method="auto"`` (default) runs the exact method when its work estimate is
+at most ``exact_work_cap`` (default 2e4, about a millisecond) or below the
+Monte Carlo cost, and Monte Carlo otherwise. On a 10^4-sample pool with
+~100 answer classes that is exact for k <= 4 and every problem the bounds
+settle, Monte Carlo for most contested problems from k = 8 to a few
+thousand. The method used is returned with every estimate.
 """
 
 from __future__ import annotations
@@ -172,6 +179,8 @@ class AnswerPools:
     ) -> "AnswerPools":
         """Build from per-problem class-count dicts, correct classes and pool sizes."""
         n_arr = np.asarray(n, dtype=np.int64)
+        # A table read back from disk may hold NaN where None was written.
+        correct_class = [None if _missing(g) else g for g in correct_class]
         wrong = [
             sorted((int(v) for cl, v in cc.items() if cl != good and v > 0), reverse=True)
             for cc, good in zip(class_counts, correct_class)
@@ -196,6 +205,10 @@ class AnswerPools:
 
     def take(self, idx: IntArray) -> "AnswerPools":
         return AnswerPools(self.a[idx], self.z[idx], self.n[idx], self.others[idx])
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 class MajEstimate(NamedTuple):
@@ -449,8 +462,6 @@ class _ExactPlan:
     free: IntArray  # samples that cannot compete: abstentions + classes dropped
     s_off: IntArray  # sum of window starts: index 0 of the merged distribution
     n_fft: IntArray  # merged-distribution length for the FFT (no aliasing beyond tol)
-    s_len: IntArray  # merged-distribution length for direct convolution
-    direct: np.ndarray  # direct convolution is cheaper than the FFT
     log_norm: FloatArray  # log P(total = k) under the binomial tilt
     work: FloatArray  # estimated element operations
 
@@ -525,19 +536,11 @@ def _plan_exact(pools: AnswerPools, k: int, tol: float) -> _ExactPlan:
     n_groups = is_grp.sum(axis=1)
     width = np.where(is_grp, group_hi - group_lo + 1, 1).max(axis=1)
     freq = n_fft // 2 + 1
-    fft_work = rows * freq * (n_groups + 4) + n_groups * width * freq + rows * n_fft
-    # Direct: one truncated convolution per class, no FFT padding; plus a
-    # per-class overhead (numpy calls) shared by the problems of a block.
-    s_len = np.minimum(np.maximum(s_cap, 1), full)
-    direct_work = rows * s_len * (group_g * np.where(is_grp, group_hi - group_lo + 1, 0)).sum(
-        axis=1
-    ) + 100.0 * n_rel
-    direct = direct_work <= fft_work
+    work = rows * freq * (n_groups + 4) + n_groups * width * freq + rows * n_fft
     return _ExactPlan(
         settled=settled, a=a, n=n, x_lo=x_lo, x_hi=x_hi, n_rel=n_rel, n_contend=n_contend,
         group_m=group_m, group_g=group_g, group_lo=group_lo, group_hi=group_hi,
-        free=free, s_off=s_off, n_fft=n_fft, s_len=s_len.astype(np.int64), direct=direct,
-        log_norm=log_norm, work=np.minimum(fft_work, direct_work).astype(float),
+        free=free, s_off=s_off, n_fft=n_fft, log_norm=log_norm, work=work.astype(float),
     )
 
 
@@ -556,20 +559,18 @@ def _rows_per_problem(k: int, x_lo: IntArray, x_hi: IntArray, n_rel: IntArray) -
 def _run_exact(plan: _ExactPlan, idx: IntArray, k: int) -> FloatArray:
     """Exact maj@k for plan rows ``idx``, batched in blocks of similar size."""
     out = np.empty(idx.size)
-    for direct in (True, False):
-        part = np.flatnonzero(plan.direct[idx] == direct)
-        order = part[np.argsort(plan.work[idx[part]], kind="stable")]
-        start = 0
-        while start < order.size:
-            # Double the block while its padded arrays stay within _BLOCK_ELEMENTS.
-            size = 1
-            while start + size < order.size and _block_size(
-                plan, idx[order[start:start + 2 * size]], k
-            ) <= _BLOCK_ELEMENTS:
-                size *= 2
-            block = order[start:start + size]
-            out[block] = _exact_block(plan, idx[block], k, direct)
-            start += size
+    order = np.argsort(plan.work[idx], kind="stable")
+    start = 0
+    while start < order.size:
+        # Double the block while its padded arrays stay within _BLOCK_ELEMENTS.
+        size = 1
+        while start + size < order.size and _block_size(
+            plan, idx[order[start:start + 2 * size]], k
+        ) <= _BLOCK_ELEMENTS:
+            size *= 2
+        block = order[start:start + size]
+        out[block] = _exact_block(plan, idx[block], k)
+        start += size
     return out
 
 
@@ -585,14 +586,15 @@ def _block_size(plan: _ExactPlan, sel: IntArray, k: int) -> int:
     return sel.size * max(U * rows * F, U * (W + 1) * F, rows * N)
 
 
-def _exact_block(plan: _ExactPlan, sel: IntArray, k: int, direct: bool) -> FloatArray:
+def _exact_block(plan: _ExactPlan, sel: IntArray, k: int) -> FloatArray:
     """Exact maj@k for problems ``sel`` (see the module docstring).
 
     Rows are (x, quadrature node) pairs; per row, every competing class's
     count distribution is truncated at x (u-weighted at x) and the classes
-    are merged: convolved one class at a time (direct), or multiplied in the
-    Fourier domain, equal-size classes as one power (FFT). Both work on
-    probabilities, so rounding stays absolute (~1e-16 per entry).
+    are merged. Merging is convolution, a product in the Fourier domain, so
+    all classes merge in one vectorised step (equal-size classes as one
+    power) instead of a Python loop over classes. Everything is a
+    probability, so the FFT's rounding is absolute (~1e-16 per entry).
     """
     a, n, x_lo, x_hi = plan.a[sel], plan.n[sel], plan.x_lo[sel], plan.x_hi[sel]
     n_rel, free, s_off = plan.n_rel[sel], plan.free[sel], plan.s_off[sel]
@@ -624,10 +626,7 @@ def _exact_block(plan: _ExactPlan, sel: IntArray, k: int, direct: bool) -> Float
     tie = np.take_along_axis(pmf, at, axis=2) * ((j >= 0) & (j < W)) * (g_g[:, :, None] > 0)
     tie = tie * row_u[None, None, :]  # u * P(count == x)
 
-    if direct:
-        merged = _merge_direct(pmf, j, tie, g_g, int(plan.s_len[sel].max()))
-    else:
-        merged = _merge_fft(pmf, j, at, tie, g_g, _fft_len(int(plan.n_fft[sel].max())))
+    merged = _merge_fft(pmf, j, at, tie, g_g, _fft_len(int(plan.n_fft[sel].max())))
     S = merged.shape[2]
 
     # The pool that cannot compete fills the k - x - s slots left; its pmf
@@ -653,28 +652,6 @@ def _merge_fft(pmf, j, at, tie, g_g, N: int) -> FloatArray:
     kern = below + tie[..., None] * phase[at]  # [P, U, rows, F]
     kern = np.where(g_g[:, :, None, None] > 1, kern ** g_g[:, :, None, None], kern)
     return np.fft.irfft(np.prod(kern, axis=1), n=N, axis=-1)
-
-
-def _merge_direct(pmf, j, tie, g_g, S: int) -> FloatArray:
-    """Merged distribution [P, rows, S] by truncated convolution, class by class."""
-    P, U, W = pmf.shape
-    rows = j.shape[2]
-    y = np.arange(W)
-    # kern[p, u, row, y]: P(count = y) below x, the u-weighted tie at x, 0 above.
-    kern = np.where(y[None, None, None, :] < j[..., None], pmf[:, :, None, :], 0.0)
-    np.put_along_axis(kern, np.clip(j, 0, W - 1)[..., None],
-                      np.where((j >= 0) & (j < W), tie, 0.0)[..., None], axis=3)
-    merged = np.zeros((P, rows, S))
-    merged[:, :, 0] = 1.0
-    for u in range(U):
-        for rep in range(int(g_g[:, u].max())):
-            use = g_g[:, u] > rep  # problems with another class in this group
-            K = np.where(use[:, None, None], kern[:, u], (y == 0)[None, None, :])
-            nxt = merged * K[:, :, :1]
-            for d in range(1, min(W, S)):
-                nxt[:, :, d:] += merged[:, :, :S - d] * K[:, :, d:d + 1]
-            merged = nxt
-    return merged
 
 
 # ---------------------------------------------------------------- Monte Carlo

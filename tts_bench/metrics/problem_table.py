@@ -92,7 +92,8 @@ def reduce_per_problem(samples: pd.DataFrame, max_samples: Optional[int] = None)
             "problem_id": np.asarray(pids, dtype=object),
             "n": n.astype(np.int64),
             "c": c,
-            "correct_class": correct_class,
+            # object dtype keeps None (a str column would turn it into NaN)
+            "correct_class": pd.Series(correct_class, dtype=object),
             "class_counts": class_counts,
             "n_no_answer": no_answer,
             "n_truncated": n_trunc,

@@ -156,19 +156,17 @@ class GenerationStore:
         cols = list(columns) if columns else None
         if cols is not None and "key" not in cols:
             cols = ["key", *cols]
-        parts = []
-        key_filter = pa.array(sorted(keys)) if keys is not None else None
-        for t in self.iter_tables(model_fp, cols):
-            if key_filter is not None:
-                import pyarrow.compute as pc
-
-                t = t.filter(pc.is_in(t["key"], value_set=key_filter))
-            if t.num_rows:
-                parts.append(t)
+        parts = [t for t in self.iter_tables(model_fp, cols) if t.num_rows]
         schema = ARROW_SCHEMA if cols is None else pa.schema([ARROW_SCHEMA.field(c) for c in cols])
         if not parts:
             return schema.empty_table()
         table = pa.concat_tables(parts)
+        if keys is not None:
+            import pyarrow.compute as pc
+
+            # One set lookup over the whole partition: is_in rebuilds its hash
+            # table on every call, so filtering shard by shard costs shards x keys.
+            table = table.filter(pc.is_in(table["key"], value_set=pa.array(list(keys), pa.string())))
         return _dedupe_by_key(table)
 
     def existing_keys(self, model_fp: str) -> set[str]:
