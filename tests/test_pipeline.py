@@ -185,3 +185,17 @@ def test_config_list_cache_commands(tmp_path):
     cli(*_run_args(script), cwd=tmp_path)
     out = cli("cache", cwd=tmp_path).stdout
     assert "48" in out and "scripted" in out
+
+
+def test_two_shards_share_one_store(tmp_path):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    first = cli(*_run_args(script, "shard.index=0", "shard.count=2"), cwd=tmp_path).stdout
+    assert "(shard 0/2)" in first
+    assert "planned samples are not in the store yet" in first.replace("\n", " ")
+    part = _stored_rows(tmp_path)
+    assert 0 < part < 48
+    second = cli(*_run_args(script, "shard.index=1", "shard.count=2"), cwd=tmp_path).stdout
+    assert f"{part} already stored; {48 - part} to generate (shard 1/2)" in second
+    assert _stored_rows(tmp_path) == 48 and _shard_rows(tmp_path) == 48
+    run = _only_run(tmp_path)
+    assert "graded 48 samples" in cli("grade", str(run), cwd=tmp_path).stdout

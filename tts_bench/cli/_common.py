@@ -7,8 +7,8 @@ from contextlib import contextmanager
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # long paths and messages stay on one line
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
