@@ -162,7 +162,9 @@ def test_import_grades_external_generations(tmp_path, shared_data):
     for r in rows:
         for j in range(4):
             text = f"So the answer is \\boxed{{{r['answer'] if j < 2 else int(r['answer']) + 1}}}."
-            lines.append(json.dumps({"problem_id": r["id"], "text": text, "completion_tokens": 9}))
+            lines.append(json.dumps({"problem_id": r["id"], "text": text, "completion_tokens": 9,
+                                     "verifier_score": 0.9 if j < 2 else 0.1,
+                                     "mean_logprob": -0.5}))
     f = tmp_path / "gens.jsonl"
     f.write_text("\n".join(lines) + "\n")
     out = cli("import", str(f), "--dataset", "gsm8k", "--model", "ext",
@@ -172,6 +174,9 @@ def test_import_grades_external_generations(tmp_path, shared_data):
     m = pd.read_csv(run / "metrics.csv")
     assert m[(m.metric == "pass@k") & (m.k == 1)].value.item() == pytest.approx(0.5)
     assert m[(m.metric == "pass@k") & (m.k == 4)].value.item() == pytest.approx(1.0)
+    samples = pd.read_parquet(run / "samples.parquet")
+    assert samples["verifier_score"].tolist() == [0.9, 0.9, 0.1, 0.1] * 4
+    assert (samples["mean_logprob"] == -0.5).all()
     again = cli("import", str(f), "--dataset", "gsm8k", "--model", "ext",
                 f"dataset.data_dir={shared_data}", "dataset.limit=4", cwd=tmp_path).stdout
     assert "imported 0 new samples" in again

@@ -2,7 +2,9 @@
 
 FILE is JSONL, one generation per line: {"problem_id": str, "text": str} and
 optionally "sample_index", "prompt_tokens", "completion_tokens",
-"finish_reason". The samples are stored under the model name given by
+"finish_reason", "mean_logprob" (mean token log-probability), "verifier_score"
+and "step_scores" (a reward model's score and per-step scores, stored beside
+the run in scores.parquet). The samples are stored under the model name given by
 --model and a run directory is made, so they can be graded and measured.
 """
 

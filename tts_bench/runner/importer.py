@@ -27,6 +27,10 @@ from .pipeline import RunResult, _write_run_files, evaluate
 IMPORT_PARAMS = {"imported": True}
 
 
+def _opt_float(v) -> float | None:
+    return None if v is None else float(v)
+
+
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         raise ConfigError(f"{path} does not exist; give a JSONL file of generations")
@@ -67,7 +71,7 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
     fp = identity.fingerprint
     params = SamplingParams(temperature=float("nan"), top_p=float("nan"), max_tokens=0)
     next_index: Counter = Counter()
-    records, jobs = [], []
+    records, jobs, scores = [], [], []
     for r in rows:
         pid = str(r["problem_id"])
         idx = int(r["sample_index"]) if "sample_index" in r else next_index[pid]
@@ -77,6 +81,11 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
         if idx < n:
             jobs.append(Job(key, pid, idx, prompt, None))
         text = str(r["text"])
+        if r.get("verifier_score") is not None or r.get("step_scores") is not None:
+            steps = r.get("step_scores")
+            scores.append({"key": key,
+                           "verifier_score": _opt_float(r.get("verifier_score")),
+                           "step_scores": [float(x) for x in steps] if steps is not None else None})
         records.append({
             "key": key, "schema_version": SCHEMA_VERSION, "model_fp": fp,
             "model_id": identity.model_id, "weights_hash": identity.weights_hash,
@@ -86,7 +95,8 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
             "params_json": json.dumps(IMPORT_PARAMS), "temperature": None, "max_tokens": None,
             "text": text, "prompt_tokens": int(r.get("prompt_tokens") or 0),
             "completion_tokens": int(r.get("completion_tokens") or len(text.split())),
-            "finish_reason": str(r.get("finish_reason") or "stop"), "mean_logprob": None,
+            "finish_reason": str(r.get("finish_reason") or "stop"),
+            "mean_logprob": _opt_float(r.get("mean_logprob")),
             "token_logprobs": None, "latency_s": None, "created_at": time.time(),
         })
     store = GenerationStore(cfg.store_dir)
@@ -97,5 +107,9 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
                 {pid: f"{task.name}:{pid}" for pid in used_pids})
     run_dir = Path(cfg.runs_dir) / cfg.run_name
     _write_run_files(run_dir, cfg, plan, [by_id[p] for p in used_pids], task, identity)
+    if scores:
+        import pandas as pd
+
+        pd.DataFrame(scores).to_parquet(run_dir / "scores.parquet", index=False)
     gen = GenerationStats(planned=len(records), generated=len(new))
     return evaluate(run_dir, gen=gen)

@@ -202,6 +202,23 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str) -> tup
     return samples.sort_values(["problem_id", "sample_index"], kind="stable").reset_index(drop=True), missing
 
 
+SCORE_COLUMNS = ["verifier_score", "step_scores"]
+
+
+def attach_scores(run_dir: Path, samples: pd.DataFrame) -> pd.DataFrame:
+    """Join verifier output (``scores.parquet``: key, verifier_score, step_scores) if present.
+
+    Verifier scores are a stage after generation, like grades: they live
+    beside the run, keyed by the sample key, and never change a stored sample.
+    """
+    path = Path(run_dir) / "scores.parquet"
+    if not path.is_file():
+        return samples
+    scores = pd.read_parquet(path)
+    cols = ["key"] + [c for c in SCORE_COLUMNS if c in scores.columns]
+    return samples.merge(scores[cols].drop_duplicates("key"), on="key", how="left")
+
+
 def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | None = None,
              gen: GenerationStats | None = None, console=None) -> RunResult:
     """Grade the run's stored samples and compute metrics and report files."""
@@ -216,6 +233,7 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     store = GenerationStore(manifest["store_dir"])
     t = time.perf_counter()
     samples, missing = collect_samples(run_dir, store, manifest["model"]["fingerprint"])
+    samples = attach_scores(run_dir, samples)
     timings["collect_s"] = time.perf_counter() - t
     result = RunResult(run_dir, None, gen, timings, missing=missing)
     if missing:
