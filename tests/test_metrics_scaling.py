@@ -65,8 +65,8 @@ def test_fit_recovers_noise_free_parameters(method):
 
 def test_fit_recovers_parameters_under_noise():
     # Noise sd 0.003 in coverage (about a 1,000-problem benchmark's sampling noise at c ~ 0.9).
-    # Tolerances: |a - a0| <= 0.03 and |b - b0| <= 0.01, about 3 standard errors of the fit
-    # (measured over 200 seeds: sd 0.009 for a, 0.003 for b).
+    # Tolerances: |a - a0| <= 0.03 and |b - b0| <= 0.01, about 5 standard deviations of the fit
+    # (measured over 200 seeds: sd 0.0062 for a, 0.0018 for b; worst 0.018 and 0.005).
     rng = np.random.default_rng(1234)
     clean = law(A_REF, B_REF).predict(KS)
     noisy = np.clip(clean + rng.normal(0.0, 0.003, KS.size), 0.0, 1.0)
@@ -125,7 +125,7 @@ def test_saturation_point_on_sparse_grid_and_fitted_law():
     ks = [1, 2, 4, 8]
     values = [0.5, 0.7, 0.8, 0.84]  # gains per sample 0.2, 0.05, 0.01
     assert saturation_point(ks, values, 0.06) == 2
-    assert saturation_point(ks, values, 0.2) == 2
+    assert saturation_point(ks, values, 0.15) == 2
     assert saturation_point(ks, values, 0.001) is None
     fitted = law(A_REF, B_REF)
     n_star = fitted.saturation(1e-4)

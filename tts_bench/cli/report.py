@@ -15,6 +15,10 @@ from ._common import console, user_errors
 def report(
     run_dirs: List[Path] = typer.Argument(..., help="One or more run directories"),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs"),
+    html: bool = typer.Option(True, "--html/--no-html",
+                              help="Write report.html (and comparison.html for several runs)"),
+    compare_out: Path = typer.Option(Path("results/comparisons/latest"),
+                                     help="Folder for comparison.html when several runs are given"),
 ) -> None:
     """Recompute metrics from each run's graded samples (samples.parquet) and redraw plots."""
     import pandas as pd
@@ -36,5 +40,16 @@ def report(
             curves = compute_curves(per_problem, cfg_ks(manifest["config"]), n_boot=bootstrap, seed=0)
             write_report(run_dir, graded, per_problem, curves,
                          plot=bool(manifest["config"].get("plot", True)))
+            page = None
+            if html:
+                from ..report.html import render_run_report
+
+                page = render_run_report(run_dir)
         console.print(metrics_table(curves, title=run_dir.name))
-        console.print(f"files: {run_dir}/")
+        console.print(f"files: {run_dir}/" + (f"  report: {page}" if page else ""))
+    if html and len(run_dirs) > 1:
+        from ..report.html import render_comparison
+
+        with user_errors():
+            page = render_comparison(run_dirs, compare_out)
+        console.print(f"comparison: {page}")

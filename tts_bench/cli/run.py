@@ -61,4 +61,4 @@ def _print_result(result) -> None:
         return
     console.print(metrics_table(result.metrics, title=result.run_dir.name))
     console.print(f"files: {result.run_dir}/ (manifest.json, samples.parquet, per_problem.parquet, "
-                  f"metrics.csv, metrics.json, plot.png)")
+                  f"metrics.csv, metrics.json, plot.png, report.html)")

@@ -15,7 +15,9 @@ Sources, and where the parameter count comes from (``ModelShape.params_from``):
     A GGUF file: geometry from its metadata (``<arch>.block_count``,
     ``<arch>.embedding_length``, ``<arch>.attention.head_count``, ...), the
     parameter count as the sum over tensor infos of the product of their
-    dimensions (exact; quantisation does not change the element count). The
+    dimensions (exact; quantisation does not change the element count; a
+    non-weight tensor some converters store, such as llama-3's
+    ``rope_freqs.weight``, counts too, a few dozen elements). The
     reader is :func:`read_gguf` below: the ``gguf`` package is not a
     dependency, and the metadata section is a short, simple format.
 ``safetensors-shapes``

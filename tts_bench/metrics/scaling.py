@@ -180,7 +180,7 @@ def _levenberg_marquardt(
                 cand = theta + step
                 r_new, j_new = _law_residuals(cand, log_k, c)
                 sse_new = float(r_new @ r_new)
-                if np.isfinite(sse_new) and sse_new <= sse:
+                if np.isfinite(sse_new) and np.all(np.isfinite(j_new)) and sse_new <= sse:
                     break
             lam *= 10.0
             if lam > 1e16:

@@ -53,7 +53,7 @@ class FigureFiles(NamedTuple):
 # -- helpers ------------------------------------------------------------------
 
 
-def _new_figure(size=(7.0, 4.4)):
+def _new_figure(size=(8.0, 4.6)):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=_DPI, layout="constrained")
@@ -111,10 +111,29 @@ def _has_ci(d: pd.DataFrame) -> bool:
 def _legend(ax, n_entries: int) -> None:
     if n_entries == 0:
         return
-    if n_entries > 6:  # many lines: keep them off the data
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    longest = max((len(t) for t in ax.get_legend_handles_labels()[1]), default=0)
+    if n_entries > 6 or longest > 28:  # many or long labels: below the axes, off the data
+        ax.figure.legend(fontsize=7.5, loc="outside lower center", ncols=1 if longest > 45 else 2,
+                         frameon=False)
     else:
         ax.legend(fontsize=8, loc="best")
+
+
+def _si(x: float, _pos=None) -> str:
+    """1500 -> 1.5k, 2e12 -> 2T: readable cost ticks."""
+    for scale, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:g}{suffix}"
+    return f"{x:g}"
+
+
+def _log_cost_axis(ax) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_si))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 # -- builders -----------------------------------------------------------------
@@ -177,6 +196,7 @@ def cost_figure(
     frontier_col: str = "on_frontier",
     label_cols: Sequence[str] = ("strategy", "k"),
     hue: str | None = None,
+    connect: bool = False,
     cost_label: str | None = None,
     title: str = "Accuracy vs cost",
 ) -> FigureFiles | None:
@@ -185,7 +205,8 @@ def cost_figure(
     Points with ``frontier_col`` true are highlighted and joined by a step line
     (the best accuracy reachable at each cost). ``label_cols`` present in the
     table name the frontier points (all points when the table has no frontier
-    column and at most 12 rows). ``hue`` colours points by a column (e.g. "run").
+    column and at most 12 rows). ``hue`` colours points by a column (e.g. "run");
+    ``connect`` joins each colour's points in cost order (a scaling curve in cost).
     """
     if _empty(points) or cost_col not in points or acc_col not in points:
         return None
@@ -197,8 +218,12 @@ def cost_figure(
     groups = list(pd.unique(d[hue])) if hue and hue in d else [None]
     for gi, g in enumerate(groups):
         dg = d if g is None else d[d[hue] == g]
-        ax.scatter(dg[cost_col], dg[acc_col], s=22, color=colors[gi % len(colors)], alpha=0.55,
+        color = colors[gi % len(colors)]
+        ax.scatter(dg[cost_col], dg[acc_col], s=22, color=color, alpha=0.7,
                    label=None if g is None else str(g), zorder=2)
+        if connect and len(dg) > 1:
+            dg = dg.sort_values(cost_col)
+            ax.plot(dg[cost_col], dg[acc_col], "-", color=color, alpha=0.45, linewidth=1.0, zorder=1)
     has_frontier = frontier_col in d and d[frontier_col].fillna(False).astype(bool).any()
     if has_frontier:
         f = d[d[frontier_col].fillna(False).astype(bool)].sort_values(cost_col)
@@ -211,12 +236,17 @@ def cost_figure(
         labelled = d if len(d) <= 12 else d.iloc[0:0]
     cols = [c for c in label_cols if c in d]
     if cols:
+        right_edge = d[cost_col].max()
         for _, r in labelled.iterrows():
             text = ", ".join(f"k={int(r[c])}" if c == "k" else str(r[c]) for c in cols)
+            # the costliest points label to their left, so the text stays inside the figure
+            left = r[cost_col] >= right_edge
             ax.annotate(text, (r[cost_col], r[acc_col]), textcoords="offset points",
-                        xytext=(4, -10), fontsize=6.5, color="0.25")
+                        xytext=(-5 if left else 5, -11), ha="right" if left else "left", fontsize=6.5,
+                        color="0.25")
     if (d[cost_col] > 0).all():
-        ax.set_xscale("log")
+        _log_cost_axis(ax)
+    ax.margins(x=0.06)
     ax.set_xlabel(cost_label or cost_col)
     ax.set_ylabel(acc_col if acc_col != "value" else "accuracy")
     _accuracy_ylim(ax, d[acc_col])
@@ -257,7 +287,8 @@ def fit_figure(
     fig, ax = _new_figure()
     c0, c1 = _colors()[:2]
     if _has_ci(m):
-        yerr = np.vstack([(m["value"] - m["ci_low"]).clip(lower=0), (m["ci_high"] - m["value"]).clip(lower=0)])
+        yerr = np.vstack([(m["value"] - m["ci_low"]).clip(lower=0),
+                          (m["ci_high"] - m["value"]).clip(lower=0)])
         ax.errorbar(m["k"], m["value"], yerr=yerr, fmt="o", color=c0, markersize=5, capsize=2,
                     label="measured")
     else:
@@ -268,7 +299,7 @@ def fit_figure(
         if r2 is not None:
             parts.append(f"R² = {r2:.3f}")
         ax.plot(f["k"], f["value"], "-", color=c1, linewidth=1.8,
-                label="exp(a·k^b)" + (f"\n{', '.join(parts)}" if parts else ""))
+                label=r"fit $\exp(a\,k^{b})$" + (f"\n{', '.join(parts)}" if parts else ""))
     _k_axis(ax, m["k"])
     ax.set_ylabel("coverage (pass@k)")
     _accuracy_ylim(ax, m["value"])
@@ -322,7 +353,7 @@ def difficulty_figure(
         n = d.groupby(bin_col, sort=False)["n_problems"].max().reindex(bins)
         labels = [f"{lab}\n(n={int(v)})" if not math.isnan(v) else lab for lab, v in zip(labels, n)]
     ax.set_xticks(x, labels, fontsize=8)
-    ax.set_xlabel(bin_col)
+    ax.set_xlabel("difficulty bin" if bin_col == "bin" else bin_col)
     ax.set_ylabel("accuracy" if value_col == "value" else value_col)
     _accuracy_ylim(ax, d[value_col])
     ax.grid(True, axis="y", alpha=0.3)

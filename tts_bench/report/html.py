@@ -52,12 +52,16 @@ nav a:hover { text-decoration: underline; }
 .table-wrap { overflow-x: auto; max-width: 100%; margin: 6px 0 4px; }
 table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
 th, td { padding: 4px 12px; border-bottom: 1px solid var(--border); text-align: left; vertical-align: top; }
-thead th { background: var(--alt); font-weight: 600; border-bottom: 2px solid var(--border); white-space: nowrap; }
+thead th { background: var(--alt); font-weight: 600; border-bottom: 2px solid var(--border); }
 tbody tr:nth-child(even) { background: #fafbfc; }
-td.num, th.num { text-align: right; white-space: nowrap; }
-td.text { max-width: 42em; overflow-wrap: anywhere; white-space: pre-wrap; }
+td.num { text-align: right; white-space: nowrap; }
+th.num { text-align: right; }
+td.text { max-width: 42em; overflow-wrap: break-word; white-space: pre-wrap; }
+td.nowrap { white-space: nowrap; }
 td.missing { color: #9aa4ae; }
-table.meta td { font-size: 13px; }
+table.meta th[scope=row] { background: var(--alt); font-weight: 600; white-space: nowrap; width: 1%; }
+table.meta th.run { white-space: normal; min-width: 12em; }
+table.meta td { overflow-wrap: break-word; }
 .versions { font-size: 12px; color: var(--muted); margin: 8px 0 0; overflow-wrap: anywhere; }
 .versions b { color: var(--fg); font-weight: 600; }
 .notes { background: #fff8c5; border: 1px solid #e3c65f; border-radius: 6px; padding: 8px 14px;
@@ -122,24 +126,29 @@ def _slug(text: str, used: set) -> str:
     return slug
 
 
-def table_html(df: pd.DataFrame, *, max_rows: int = 500) -> str:
-    """An escaped HTML table; numeric columns right-aligned; at most ``max_rows`` rows."""
+def table_html(df: pd.DataFrame, *, max_rows: int = 500, nowrap: Collection[str] = ()) -> str:
+    """An escaped HTML table; numeric columns right-aligned; at most ``max_rows`` rows.
+
+    Columns named in ``nowrap`` never break their text across lines.
+    """
     if df is None or len(df.columns) == 0:
         return '<p class="rows-note">No data.</p>'
     shown = df.iloc[:max_rows]
     numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
                for c in df.columns]
-    head = "".join(f'<th{" class=num" if num else ""} scope="col">{html.escape(str(c))}</th>'
+    head = "".join(f'<th{" class=num" if num else ""} scope="col">{_breakable(html.escape(str(c)))}</th>'
                    for c, num in zip(df.columns, numeric))
+    keep = [c in nowrap for c in df.columns]
     rows = []
     for rec in shown.itertuples(index=False, name=None):
         cells = []
-        for v, num in zip(rec, numeric):
+        for v, num, nw in zip(rec, numeric, keep):
             text = format_value(v)
-            cls = "num" if num or _NUMERIC_TEXT.match(text) else "text"
+            cls = "num" if num or _NUMERIC_TEXT.match(text) else "nowrap" if nw else "text"
             if text == "":
                 cls += " missing"
-            cells.append(f'<td class="{cls}">{html.escape(text)}</td>')
+            esc = html.escape(text)
+            cells.append(f'<td class="{cls}">{esc if cls.startswith("num") else _breakable(esc)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     out = (f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead>'
            f'<tbody>{"".join(rows)}</tbody></table></div>')
@@ -232,24 +241,35 @@ def run_summary(manifest: Mapping, name: str | None = None) -> dict:
     }
 
 
-_RUN_COLUMNS = ("name", "model", "model_id", "dataset", "strategy", "n", "engine", "problems",
-                "created", "commit")
+_RUN_FIELDS = ("model", "model_id", "dataset", "strategy", "n", "engine", "problems", "created", "commit")
+
+
+def _breakable(escaped: str) -> str:
+    """Allow line breaks after "__" and "/" in already-escaped text (run names, model paths)."""
+    return escaped.replace("__", "__<wbr>").replace("/", "/<wbr>")
 
 
 def _runs_html(runs: Sequence[Mapping]) -> str:
+    """Run metadata, one column per run and one row per field; versions listed below."""
     if not runs:
         return ""
-    cols = [c for c in _RUN_COLUMNS if any(r.get(c) not in (None, "") for r in runs)]
-    extra = sorted({k for r in runs for k in r} - set(_RUN_COLUMNS) - {"versions"})
-    meta = pd.DataFrame([{c: r.get(c, "") for c in cols + extra} for r in runs],
-                        columns=cols + extra).astype(object)
-    out = table_html(meta.rename(columns={"name": "run"}))
+    extra = sorted({k for r in runs for k in r} - set(_RUN_FIELDS) - {"name", "versions"})
+    fields = [f for f in (*_RUN_FIELDS, *extra) if any(r.get(f) not in (None, "") for r in runs)]
+    head = '<th scope="col"></th>' + "".join(
+        f'<th scope="col" class="run">{_breakable(html.escape(str(r.get("name", ""))))}</th>' for r in runs)
+    rows = []
+    for f in fields:
+        cells = "".join(f'<td class="text">{_breakable(html.escape(format_value(r.get(f))))}</td>'
+                        for r in runs)
+        rows.append(f'<tr><th scope="row">{html.escape(f.replace("_", " "))}</th>{cells}</tr>')
+    out = (f'<div class="table-wrap"><table class="meta"><thead><tr>{head}</tr></thead>'
+           f'<tbody>{"".join(rows)}</tbody></table></div>')
     lines = []
     for r in runs:
         v = r.get("versions") or {}
         if v:
             pkgs = " · ".join(f"{html.escape(str(k))} {html.escape(str(val))}" for k, val in v.items())
-            lines.append(f"<div><b>{html.escape(str(r.get('name', '')))}</b>: {pkgs}</div>")
+            lines.append(f"<div><b>{_breakable(html.escape(str(r.get('name', ''))))}</b>: {pkgs}</div>")
     if lines:
         out += '<div class="versions">' + "".join(lines) + "</div>"
     return out
@@ -362,7 +382,7 @@ def _metric_rank(m: str) -> tuple:
 
 
 def metrics_wide(curves: pd.DataFrame) -> pd.DataFrame:
-    """k, then one column per metric: "value [ci_low, ci_high]" (text, for reading)."""
+    """k, then one column per metric: "value [ci_low – ci_high]" (text, for reading)."""
     metrics = sorted(curves["metric"].unique(), key=_metric_rank)
     out = pd.DataFrame({"k": sorted(int(k) for k in curves["k"].unique())})
     for m in metrics:
@@ -376,7 +396,7 @@ def metrics_wide(curves: pd.DataFrame) -> pd.DataFrame:
             cell = format_value(r["value"])
             lo, hi = r.get("ci_low"), r.get("ci_high")
             if lo is not None and hi is not None and not (pd.isna(lo) or pd.isna(hi)):
-                cell += f" [{format_value(lo)}, {format_value(hi)}]"
+                cell += f" [{format_value(lo)} – {format_value(hi)}]"
             cells.append(cell)
         out[m] = cells
     return out
@@ -419,7 +439,8 @@ def render_run_report(
     figures = [
         curves_figure(curves, plots / "curves", title="Accuracy vs k"),
         cost_figure(_token_points(curves, acc_present), plots / "cost_tokens", cost_col="tokens",
-                    hue="metric", label_cols=("k",), cost_label="expected completion tokens (tokens@k)",
+                    hue="metric", label_cols=("k",), connect=True,
+                    cost_label="expected completion tokens (tokens@k)",
                     title="Accuracy vs completion tokens"),
         *extra_figures,
     ]
@@ -498,7 +519,7 @@ def render_comparison(
         if not shared:
             raise ConfigError(f"no problem is shared by all runs: {', '.join(names)}")
         any_dropped = False
-        for n, d, m in zip(names, run_dirs, manifests):
+        for n, m in zip(names, manifests):
             pp = per_problem[n]
             drop = sorted(set(pp["problem_id"]) - shared, key=str)
             if not drop:
@@ -533,6 +554,7 @@ def render_comparison(
     figures = [
         curves_figure(combined, plots / "comparison_curves", by="run", title="Accuracy vs k, by run"),
         cost_figure(points, plots / "comparison_cost", cost_col="tokens", hue="run", label_cols=("k",),
+                    connect=True,
                     cost_label="expected completion tokens (tokens@k)",
                     title=f"{cost_metric} vs completion tokens, by run"),
     ]

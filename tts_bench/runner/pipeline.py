@@ -136,8 +136,25 @@ def _write_run_files(run_dir: Path, cfg: RunConfig, plan: Plan, problems: list[P
             "store_dir": str(Path(cfg.store_dir).resolve()),
             "versions": _versions(identity),
             "git_commit": _git_commit(),
+            "model_shape": _model_shape(cfg, identity),
         },
     )
+
+
+def _model_shape(cfg: RunConfig, identity) -> dict | None:
+    """Parameters, layers, heads... read from the model's own config or GGUF, for FLOPs.
+
+    None for fakes and imports (their weights are not here) or when the
+    shape cannot be read (a hub id not in the local cache).
+    """
+    if identity.engine in ("scripted", "import"):
+        return None
+    from ..metrics.model_shape import ModelShapeError, shape_for_model
+
+    try:
+        return dataclasses.asdict(shape_for_model(cfg.model.path, cfg.model.revision))
+    except (ModelShapeError, ConfigError, OSError):
+        return None
 
 
 def _update_manifest(run_dir: Path, fields: dict) -> None:
@@ -280,6 +297,12 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
             },
         },
     )
+    if bool(cfg_d.get("plot", True)):
+        from ..report.html import render_run_report
+
+        t = time.perf_counter()
+        render_run_report(run_dir)
+        timings["html_s"] = time.perf_counter() - t
     return result
 
 
