@@ -617,3 +617,31 @@ def test_selection_curves_k_larger_than_n_names_the_problem():
     df = df[~((df.problem_id == "p1") & (df.sample_index == 3))]
     with pytest.raises(ValueError, match=r"k=4 is larger than the n=3 samples of problem 'p1'"):
         selection_curves(df, ks=[4])
+
+
+def test_rpc_distinct_keys_take_the_sorting_path_with_the_same_values():
+    rng = np.random.default_rng(31)
+    for _ in range(20):
+        n = int(rng.integers(2, 9))
+        classes = random_classes(rng, n, 3)
+        lps = (-rng.random(n)).tolist()
+        for k in range(1, n + 1):
+            plain = rpc_at_k(classes, lps, "c0", k, method="exact").value
+            keyed = rpc_at_k(classes, lps, "c0", k, method="exact", sample_keys=list(range(n)))
+            assert keyed.value == pytest.approx(plain, abs=TOL)
+
+
+@pytest.mark.parametrize("n,k", [(12, 2), (5, 2), (6, 4)])  # rejection; random keys
+def test_random_subsets_are_uniform(n, k):
+    from tts_bench.metrics.selection import _random_subsets
+
+    draws = 60_000
+    rows = _random_subsets(np.full(draws, n), k, np.random.default_rng(0))
+    assert (np.sort(rows, axis=1)[:, 1:] != np.sort(rows, axis=1)[:, :-1]).all()
+    assert rows.min() >= 0 and rows.max() < n
+    subsets = math.comb(n, k)
+    codes = (np.sort(rows, axis=1) * n ** np.arange(k)).sum(axis=1)
+    _, counts = np.unique(codes, return_counts=True)
+    assert counts.size == subsets
+    p = 1 / subsets
+    assert np.all(np.abs(counts / draws - p) <= 5 * math.sqrt(p * (1 - p) / draws))

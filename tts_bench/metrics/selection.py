@@ -239,6 +239,54 @@ def _bon_flat(n: IntArray, scores: FloatArray, values: FloatArray, k: int) -> Fl
     return np.bincount(pid, weights=w * block_mean, minlength=P)
 
 
+def _bon_weights(n: int, ks: Sequence[int]) -> FloatArray:
+    """[n x ks]: probability that rank r (0 = best) is the best of a uniform k-subset."""
+    r = np.arange(n, dtype=np.float64)
+    W = np.zeros((n, len(ks)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j, k in enumerate(ks):
+            live = r <= n - k
+            step = np.where(r < n - k, np.log((n - r - k) / (n - 1 - r)), 0.0)
+            log_w = np.log(k / n) + np.cumsum(step) - step
+            W[:, j] = np.where(live, np.exp(log_w), 0.0)
+    return W
+
+
+def _bon_matrix(n: IntArray, scores: FloatArray, values: FloatArray, ks: Sequence[int]) -> FloatArray:
+    """[problems x ks] BoN@k for every k from one sort of every pool.
+
+    Same estimator as :func:`_bon_flat`. The weight of rank r (0 = best) is
+    w_k(r) = C(n-1-r, k-1) / C(n, k), built from w_k(0) = k/n and the ratio
+    w_k(r+1) / w_k(r) = (n-r-k) / (n-1-r) as an exclusive cumulative sum of
+    logs along each problem's row of a [problems x max n] array, so no
+    binomial is ever formed and no sum runs across problems.
+    """
+    P = len(n)
+    if P == 0:
+        return np.zeros((0, len(ks)))
+    pid = np.repeat(np.arange(P), n)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    order = np.lexsort((-s, pid))
+    s, v = s[order], values[order]
+    new = np.ones(s.size, dtype=bool)
+    new[1:] = (pid[1:] != pid[:-1]) | (s[1:] != s[:-1])
+    starts = np.flatnonzero(new)
+    lengths = np.diff(np.append(starts, s.size))
+    block_mean = np.repeat(np.add.reduceat(v, starts) / lengths, lengths)
+    rank = np.arange(s.size) - start[pid]
+    N = int(n.max())
+    V = np.zeros((P, N))
+    V[pid, rank] = block_mean
+    out = np.empty((P, len(ks)))
+    # The weights depend only on (n, rank, k): one [n x ks] matrix per
+    # distinct pool size, applied to all its problems with one matmul.
+    for size in np.unique(n):
+        rows = np.flatnonzero(n == size)
+        out[rows] = V[rows, :size] @ _bon_weights(int(size), ks)
+    return out
+
+
 # ---------------------------------------------------------------- PRM steps
 
 
@@ -312,13 +360,22 @@ class _VotePools:
 
 
 def _class_codes(classes: np.ndarray, n: IntArray, correct_class: list) -> IntArray:
-    """Flat answer classes -> codes: 0 correct, -1 none, >= 1 the other classes."""
+    """Flat answer classes -> codes: 0 correct, -1 none, 1..C_p the other classes of
+    each problem (dense per problem, so a vote can count classes by bincount)."""
     codes, uniques = pd.factorize(pd.Series(classes, dtype=object), use_na_sentinel=True)
     lookup = {u: i for i, u in enumerate(uniques)}
     good = np.array([lookup.get(g, -2) if not _missing(g) else -2 for g in correct_class],
                     dtype=np.int64)
-    good_flat = np.repeat(good, n)
-    return np.where(codes < 0, -1, np.where(codes == good_flat, 0, codes + 1)).astype(np.int64)
+    pid = np.repeat(np.arange(len(n)), n)
+    out = np.where(codes < 0, -1, np.where(codes == good[pid], 0, 1)).astype(np.int64)
+    wrong = np.flatnonzero(out == 1)
+    if wrong.size:
+        M = len(uniques) + 1
+        pair = pid[wrong] * M + codes[wrong]
+        uniq, inv = np.unique(pair, return_inverse=True)
+        first = np.searchsorted(uniq // M, pid[wrong])  # the problem's first pair
+        out[wrong] = inv - first + 1
+    return out
 
 
 def _key_codes(keys: np.ndarray) -> IntArray:
@@ -446,11 +503,14 @@ def _random_subsets(n_rows: IntArray, k: int, rng: np.random.Generator) -> IntAr
     """[rows, k] uniform k-subsets of range(n_row), one per row."""
     R = len(n_rows)
     out = np.empty((R, k), dtype=np.int64)
-    few = np.flatnonzero(2 * k <= n_rows)
+    # Rejection while repeats are rare (k^2 <= 4n: under ~2 per row expected),
+    # else the k smallest of n random keys (cost n per row, no repeats).
+    few_rows = (2 * k <= n_rows) & (k * k <= 4 * n_rows)
+    few = np.flatnonzero(few_rows)
     if few.size:
         # k distinct indices, repeats redrawn (as maj@k's index sampler): the
         # rule never looks at which sample an index is, so the final set is
-        # uniform over k-subsets; few redraws while k <= n/2.
+        # uniform over k-subsets.
         nr = n_rows[few]
         idx = _uniform_ints(rng, nr, k)
         idx.sort(axis=1)
@@ -465,7 +525,7 @@ def _random_subsets(n_rows: IntArray, k: int, rng: np.random.Generator) -> IntAr
             part.sort(axis=1)
             idx[redo] = part
         out[few] = idx
-    many = np.flatnonzero(2 * k > n_rows)
+    many = np.flatnonzero(~few_rows)
     if many.size:
         # The k smallest of n uniform keys: a uniform k-subset (padding sorts last).
         nr = n_rows[many]
@@ -482,6 +542,16 @@ def _row_credits(pools: _VotePools, rows: IntArray, prune: bool) -> FloatArray:
     if prune and pools.p is not None:
         codes = np.where(_rpc_drop(pools.p[rows]), -1, codes)
     w = np.where(codes >= 0, pools.weights[rows], 0.0)
+    C = max(2, int(codes.max(initial=-1)) + 2)  # columns: no vote, correct, wrong classes
+    if pools.keys is None and R * C <= max(4 * R * m, 1 << 23):
+        # Few classes: count each row's class totals directly.
+        idx = (np.arange(R)[:, None] * C + codes + 1).ravel()
+        total = np.bincount(idx, weights=w.ravel(), minlength=R * C).reshape(R, C)[:, 1:]
+        present = np.bincount(idx, minlength=R * C).reshape(R, C)[:, 1:] > 0
+        top = np.where(present, total, -np.inf).max(axis=1)
+        scale = np.where(present, np.abs(total), 0.0).sum(axis=1)
+        tied = present & (total >= (top - TIE_RTOL * scale)[:, None])
+        return tied[:, 0] / np.maximum(tied.sum(axis=1), 1)
     if pools.keys is not None:
         keys = pools.keys[rows]
         sort_key = codes * (int(pools.keys.max(initial=0)) + 2) + (keys + 1)
@@ -656,7 +726,9 @@ def rpc_vote(
     (rpc_at_k instead gives tied classes fractional credit). Returns None
     when no sample votes.
     """
-    (cls, lp), _, _ = _pool_args("rpc_vote", answer_classes, mean_logprobs)
+    (cls, lp), _, single = _pool_args("rpc_vote", answer_classes, mean_logprobs)
+    if not single:
+        raise ValueError("rpc_vote takes one pool; use rpc_at_k for lists of pools")
     p = np.exp(_floats(lp))
     keep = np.isfinite(p) & np.array([not _missing(c) for c in cls], dtype=bool)
     if prune:
@@ -971,7 +1043,7 @@ def selection_curves(
 
     score, source = _score_column(df, step_aggregate)
     if score is not None:
-        bon = np.stack([_bon_flat(n, score, correct.astype(float), k) for k in ks], axis=1)
+        bon = _bon_matrix(n, score, correct.astype(float), ks)
         add("bon@k", bon, np.zeros(bon.shape, dtype=bool), source)
         pools = _VotePools(codes=_class_codes(cls, n, good),
                            weights=np.nan_to_num(score, nan=0.0), n=n)

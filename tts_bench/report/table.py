@@ -10,7 +10,10 @@ def metrics_table(curves: pd.DataFrame, title: str = ""):
 
     table = Table(title=title or None, show_lines=False)
     table.add_column("k", justify="right")
-    metrics = [m for m in ("pass@k", "maj@k") if m in set(curves["metric"])]
+    # The terminal shows coverage, majority and verifier selection; every
+    # other curve (rpc@k, ffs@k, costs, fits) is in report.html and metrics.csv.
+    order = ("pass@k", "maj@k", "bon@k")
+    metrics = [m for m in order if m in set(curves["metric"])]
     for m in metrics:
         table.add_column(m, justify="right")
     if "tokens@k" in set(curves["metric"]):

@@ -240,8 +240,10 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
              gen: GenerationStats | None = None, console=None) -> RunResult:
     """Grade the run's stored samples and compute metrics and report files."""
     from ..grading import grade_samples
-    from ..metrics import compute_curves, reduce_per_problem
+    from ..metrics import reduce_per_problem
+    from ..metrics.analyze import analyze_run
     from ..report import write_report
+    from ..report.analysis import write_analysis
 
     manifest = read_manifest(run_dir)
     timings = dict(timings or {})
@@ -275,7 +277,9 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     t = time.perf_counter()
     per_problem = reduce_per_problem(graded)
     ks = cfg_ks(cfg_d)
-    curves = compute_curves(per_problem, ks, n_boot=int(cfg_d.get("bootstrap", 1000)), seed=0)
+    analysis = analyze_run(graded, per_problem, ks, model_shape=manifest.get("model_shape"),
+                           n_boot=int(cfg_d.get("bootstrap", 1000)), seed=0)
+    curves = analysis.curves
     timings["metrics_s"] = time.perf_counter() - t
     result.metrics = curves
     t = time.perf_counter()
@@ -301,7 +305,8 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
         from ..report.html import render_run_report
 
         t = time.perf_counter()
-        render_run_report(run_dir)
+        tables, figures = write_analysis(run_dir, analysis)
+        render_run_report(run_dir, extra_tables=tables, extra_figures=figures)
         timings["html_s"] = time.perf_counter() - t
     return result
 

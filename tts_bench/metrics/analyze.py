@@ -1,0 +1,190 @@
+"""Every analysis of one run, from its graded samples: the tables a report shows.
+
+    analysis = analyze_run(graded, per_problem, ks, model_shape=manifest["model_shape"])
+    analysis.curves        # metric, k, value, ci_low, ci_high, n_problems, method
+    analysis.tables        # name -> DataFrame (cost, frontier, fit, difficulty, arise)
+
+Everything comes from the one pool of samples: pass@k, maj@k and tokens@k
+(``curves.py``), best-of-N, weighted vote, RPC and first-finish when their
+inputs are present (``selection.py``), costs in tokens and FLOPs from the
+model's own shape (``cost.py``), the Pareto frontier of accuracy against
+cost (``pareto.py``), the coverage law exp(a k^b) (``scaling.py``), ARISE
+over the k levels, and accuracy by difficulty with the compute-optimal
+strategy per bin (``difficulty.py``). Each per-metric curve gets a bootstrap
+95% CI over problems from the per-problem estimates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .curves import bootstrap_ci, compute_curves, per_problem_estimates
+
+# Ways of turning k samples into one answer (pass@k is the oracle, not a strategy).
+SELECTION_STRATEGIES = ("maj@k", "bon@k", "weighted@k", "rpc@k", "ffs@k")
+ACCURACY_METRICS = ("pass@k", *SELECTION_STRATEGIES)
+
+
+@dataclass
+class Analysis:
+    curves: pd.DataFrame
+    per_problem: pd.DataFrame  # problem_id, metric, k, value (long)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    fit: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int], *,
+                model_shape: dict | None = None, n_boot: int = 1000, seed: int = 0) -> Analysis:
+    from .selection import selection_curves
+
+    ks = sorted(set(int(k) for k in ks))
+    base = compute_curves(problems, ks, n_boot=n_boot, seed=seed)
+    long = per_problem_estimates(problems, ks, seed=seed)[["problem_id", "metric", "k", "value"]]
+    sel = selection_curves(graded, ks, seed=seed)
+    ffs_cost = sel[sel["metric"] == "ffs@k"][["problem_id", "k", "tokens"]]
+    long = pd.concat([long, sel[["problem_id", "metric", "k", "value"]]], ignore_index=True)
+    extra = _aggregate(sel, n_boot=n_boot, seed=seed)
+    curves = pd.concat([base, extra], ignore_index=True)
+    analysis = Analysis(curves=curves, per_problem=long)
+
+    cost = _cost_table(curves, ffs_cost, problems, graded, ks, model_shape, analysis.notes)
+    analysis.tables["cost"] = cost
+    analysis.tables["frontier"] = _frontier(curves, cost)
+    analysis.fit, analysis.tables["coverage_fit"] = _coverage_fit(curves)
+    analysis.tables["arise"] = _arise(long, problems, ks)
+    diff, optimal = _difficulty(long, problems, ks, seed)
+    analysis.tables["difficulty"] = diff
+    analysis.tables["compute_optimal"] = optimal
+    return analysis
+
+
+def _aggregate(per_problem: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """Mean over problems with bootstrap CIs, for the selection metrics."""
+    rows = []
+    for metric, g in per_problem.groupby("metric", sort=False):
+        wide = g.pivot(index="problem_id", columns="k", values="value").sort_index(axis=1)
+        mat = wide.to_numpy(dtype=float)
+        lo, hi = bootstrap_ci(mat, n_boot=n_boot, seed=seed) if n_boot else (
+            np.full(mat.shape[1], np.nan), np.full(mat.shape[1], np.nan))
+        methods = g.groupby("k")["method"].agg(lambda m: "+".join(sorted(set(m))))
+        for j, k in enumerate(wide.columns):
+            rows.append({"metric": metric, "k": int(k), "value": float(mat[:, j].mean()),
+                         "ci_low": float(lo[j]), "ci_high": float(hi[j]),
+                         "n_problems": int(mat.shape[0]), "method": methods[k]})
+    return pd.DataFrame(rows)
+
+
+def _cost_table(curves, ffs_cost, problems, graded, ks, model_shape, notes) -> pd.DataFrame:
+    """Per (metric, k): expected completion tokens and, with a model shape, FLOPs."""
+    tokens = curves[curves["metric"] == "tokens@k"].set_index("k")["value"]
+    rows = []
+    for metric in ACCURACY_METRICS:
+        for k in ks:
+            if metric == "ffs@k":  # all k stop when the first finishes: k * L_min
+                t = ffs_cost[ffs_cost["k"] == k]["tokens"].mean()
+            else:
+                t = tokens.get(k, np.nan)
+            rows.append({"metric": metric, "k": k, "tokens": float(t)})
+    cost = pd.DataFrame(rows)
+    cost = cost[cost["metric"].isin(set(curves["metric"]))].reset_index(drop=True)
+    if model_shape:
+        from .cost import cost_at_k, problem_token_table
+        from .model_shape import ModelShape
+
+        shape = ModelShape(**model_shape)
+        ptt = problem_token_table(graded)
+        flops = cost_at_k(ptt, shape, ks, "monkeys").set_index("k")["cost"]
+        eflops = cost_at_k(ptt, shape, ks, "kinetics").set_index("k")["cost"]
+        # FFS decodes k * L_min tokens; scale its FLOPs by its share of the tokens.
+        ratio = cost["tokens"] / cost["k"].map(tokens)
+        cost["flops"] = cost["k"].map(flops) * np.where(cost["metric"] == "ffs@k", ratio, 1.0)
+        cost["eflops"] = cost["k"].map(eflops) * np.where(cost["metric"] == "ffs@k", ratio, 1.0)
+    else:
+        notes.append("FLOPs not computed: the model's shape could not be read from its files")
+    return cost
+
+
+def _frontier(curves: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
+    from .pareto import pareto_frontier
+
+    acc = curves[curves["metric"].isin(SELECTION_STRATEGIES)][["metric", "k", "value"]]
+    points = acc.merge(cost, on=["metric", "k"], how="left").dropna(subset=["tokens"])
+    if points.empty:
+        return points
+    out = pareto_frontier(points, "tokens", "value", out_col="on_frontier")
+    if "flops" in points.columns:
+        out["on_frontier_flops"] = pareto_frontier(points, "flops", "value")["on_frontier"]
+    return out.sort_values(["tokens", "metric"]).reset_index(drop=True)
+
+
+def _coverage_fit(curves: pd.DataFrame) -> tuple[dict | None, pd.DataFrame]:
+    from .scaling import fit_coverage_law
+
+    pk = curves[curves["metric"] == "pass@k"].sort_values("k")
+    usable = pk[(pk["value"] > 0) & (pk["value"] < 1)]
+    if len(usable) < 2:
+        return None, pd.DataFrame()
+    try:
+        law = fit_coverage_law(pk["k"].to_numpy(float), pk["value"].to_numpy(float))
+    except (ValueError, FloatingPointError):
+        return None, pd.DataFrame()
+    params = {"a": law.a, "b": law.b, "r2": law.r2, "rmse": law.rmse, "n_used": law.n_used}
+    kmax = float(pk["k"].max())
+    grid = np.unique(np.geomspace(1, max(kmax * 4, 2), 60))
+    fitted = pd.DataFrame({"k": grid, "value": law.predict(grid)})
+    params["saturation_k_eps_0.01"] = law.saturation(0.01, int(max(kmax * 1000, 10)))
+    table = pd.DataFrame([params])
+    return {"params": params, "fitted": fitted, "measured": pk}, table
+
+
+def _arise(long: pd.DataFrame, problems: pd.DataFrame, ks) -> pd.DataFrame:
+    """ARISE over the k levels, per strategy: gains discounted by extra tokens."""
+    from .scaling import arise
+
+    if len(ks) < 2:
+        return pd.DataFrame()
+    mean_tokens = problems.set_index("problem_id")["completion_tokens_mean"]
+    rows = []
+    for metric in SELECTION_STRATEGIES:
+        g = long[long["metric"] == metric]
+        if g.empty:
+            continue
+        levels = pd.DataFrame({
+            "problem_id": g["problem_id"].to_numpy(),
+            "level": g["k"].to_numpy(),
+            "accuracy": g["value"].to_numpy(),
+            "tokens": g["k"].to_numpy() * g["problem_id"].map(mean_tokens).to_numpy(),
+        })
+        rows.append({"strategy": metric, "arise": arise(levels), "levels": len(ks),
+                     "tokens": "completion tokens, k x problem mean"})
+    return pd.DataFrame(rows)
+
+
+def _difficulty(long: pd.DataFrame, problems: pd.DataFrame, ks, seed: int):
+    from .difficulty import compute_optimal_by_difficulty, oracle_difficulty
+
+    if len(problems) < 2:
+        return pd.DataFrame(), pd.DataFrame()
+    n_bins = min(5, len(problems))
+    bins = oracle_difficulty(problems, n_bins)  # problem_id -> level (1 = easiest)
+    kmax = max(ks)
+    top = long[(long["k"] == kmax) & long["metric"].isin(ACCURACY_METRICS)].copy()
+    top["bin"] = top["problem_id"].map(bins)
+    diff = (top.groupby(["bin", "metric"])["value"].agg(["mean", "size"]).reset_index()
+            .rename(columns={"mean": "value", "size": "n_problems"}))
+    diff["k"] = kmax
+    strat = long[long["metric"].isin(SELECTION_STRATEGIES)]
+    if strat["metric"].nunique() < 2 or len(problems) < 4:
+        return diff, pd.DataFrame()
+    try:
+        optimal = compute_optimal_by_difficulty(
+            strat, budget_col="k", strategy_col="metric", value_col="value", bins=bins,
+            folds=2, seed=seed)
+    except ValueError:
+        optimal = pd.DataFrame()
+    return diff, optimal
