@@ -59,6 +59,13 @@ def test_end_to_end_files_and_metrics(tmp_path):
     assert c == [3, 2, 3, 3, 2, 3]
     pass1 = m[(m.metric == "pass@k") & (m.k == 1)].value.item()
     assert pass1 == pytest.approx(sum(c) / 48)
+    for name in ("report.html", "per_problem_metrics.parquet", "analysis/cost.csv",
+                 "analysis/frontier.csv", "analysis/coverage_fit.csv", "analysis/difficulty.csv",
+                 "plots/curves.svg", "plots/frontier_tokens.png"):
+        assert (run / name).is_file(), name
+    assert "ffs@k" in set(m.metric)
+    html = (run / "report.html").read_text()
+    assert "Pareto frontier" in html and "https://" not in html
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["model"]["engine"] == "scripted"
     assert manifest["totals"]["samples"] == 48
@@ -177,6 +184,10 @@ def test_import_grades_external_generations(tmp_path, shared_data):
     samples = pd.read_parquet(run / "samples.parquet")
     assert samples["verifier_score"].tolist() == [0.9, 0.9, 0.1, 0.1] * 4
     assert (samples["mean_logprob"] == -0.5).all()
+    # The verifier ranks both right answers first: BoN@2 = 1 - C(2,2)/C(4,2) = 5/6.
+    bon = m[m.metric == "bon@k"].set_index("k")["value"]
+    assert bon[1] == pytest.approx(0.5) and bon[2] == pytest.approx(5 / 6) and bon[4] == 1.0
+    assert {"weighted@k", "rpc@k", "ffs@k"} <= set(m.metric)
     again = cli("import", str(f), "--dataset", "gsm8k", "--model", "ext",
                 f"dataset.data_dir={shared_data}", "dataset.limit=4", cwd=tmp_path).stdout
     assert "imported 0 new samples" in again
@@ -204,3 +215,17 @@ def test_two_shards_share_one_store(tmp_path):
     assert _stored_rows(tmp_path) == 48 and _shard_rows(tmp_path) == 48
     run = _only_run(tmp_path)
     assert "graded 48 samples" in cli("grade", str(run), cwd=tmp_path).stdout
+
+
+def test_report_compares_runs_on_shared_problems(tmp_path):
+    script = write_arith_script(tmp_path / "script.jsonl")
+    cli(*_run_args(script), cwd=tmp_path)
+    cli(*_run_args(script, "strategy.temperature=1.0"), cwd=tmp_path)
+    a, b = sorted((tmp_path / "results" / "runs").iterdir())
+    out = cli("report", str(a), str(b), "--compare-out", str(tmp_path / "cmp"), cwd=tmp_path).stdout
+    assert f"{b.name} vs baseline {a.name}" in out or f"{a.name} vs baseline {b.name}" in out
+    paired = pd.read_csv(tmp_path / "cmp" / "paired.csv")
+    # The scripted engine answers alike at every temperature: no difference anywhere.
+    assert set(paired.metric) >= {"pass@k", "maj@k"}
+    assert (paired.delta.abs() < 1e-12).all()
+    assert (tmp_path / "cmp" / "comparison.html").is_file()

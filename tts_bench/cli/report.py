@@ -1,4 +1,9 @@
-"""`tts-bench report RUN [RUN...]`: rebuild tables, files and plots from graded samples."""
+"""`tts-bench report RUN [RUN...]`: rebuild metrics, tables and plots from graded samples.
+
+With several runs it also compares them: comparison.html on the problems
+all runs share, and a paired difference (with a bootstrap 95% CI) of every
+metric of each run against the first.
+"""
 
 from __future__ import annotations
 
@@ -20,36 +25,56 @@ def report(
     compare_out: Path = typer.Option(Path("results/comparisons/latest"),
                                      help="Folder for comparison.html when several runs are given"),
 ) -> None:
-    """Recompute metrics from each run's graded samples (samples.parquet) and redraw plots."""
+    """Recompute every metric from each run's graded samples (samples.parquet) and redraw plots."""
     import pandas as pd
 
     from ..config import ConfigError
-    from ..metrics import compute_curves, reduce_per_problem
-    from ..report import metrics_table, write_report
+    from ..report import metrics_table
     from ..runner import read_manifest
-    from ..runner.pipeline import cfg_ks
+    from ..runner.pipeline import measure_and_report
 
     for run_dir in run_dirs:
         with user_errors():
-            manifest = read_manifest(run_dir)
+            read_manifest(run_dir)  # a clear error if this is not a run directory
             path = run_dir / "samples.parquet"
             if not path.is_file():
                 raise ConfigError(f"{run_dir} has no graded samples yet; run: tts-bench grade {run_dir}")
-            graded = pd.read_parquet(path)
-            per_problem = reduce_per_problem(graded)
-            curves = compute_curves(per_problem, cfg_ks(manifest["config"]), n_boot=bootstrap, seed=0)
-            write_report(run_dir, graded, per_problem, curves,
-                         plot=bool(manifest["config"].get("plot", True)))
-            page = None
-            if html:
-                from ..report.html import render_run_report
-
-                page = render_run_report(run_dir)
+            curves = measure_and_report(run_dir, pd.read_parquet(path), n_boot=bootstrap,
+                                        plot=None if html else False)
         console.print(metrics_table(curves, title=run_dir.name))
-        console.print(f"files: {run_dir}/" + (f"  report: {page}" if page else ""))
-    if html and len(run_dirs) > 1:
-        from ..report.html import render_comparison
+        page = run_dir / "report.html"
+        console.print(f"files: {run_dir}/" + (f"  report: {page}" if html and page.is_file() else ""))
+    if len(run_dirs) > 1:
+        _compare(run_dirs, compare_out, bootstrap, html)
 
-        with user_errors():
-            page = render_comparison(run_dirs, compare_out)
-        console.print(f"comparison: {page}")
+
+def _compare(run_dirs: list[Path], out: Path, n_boot: int, html: bool) -> None:
+    import pandas as pd
+
+    from ..config import ConfigError
+    from ..metrics import compare_runs, summarize_comparison
+    from ..store import atomic_write_bytes
+
+    with user_errors():
+        frames = []
+        for d in run_dirs:
+            p = d / "per_problem_metrics.parquet"
+            if not p.is_file():
+                raise ConfigError(f"{d} has no per_problem_metrics.parquet; run: tts-bench grade {d}")
+            frames.append(pd.read_parquet(p))
+        tables = []
+        for d, cand in zip(run_dirs[1:], frames[1:]):
+            try:
+                result = compare_runs(frames[0], cand, n_boot=n_boot, seed=0)
+            except ValueError as e:
+                raise ConfigError(f"cannot compare {run_dirs[0].name} with {d.name}: {e}") from None
+            console.print(f"[bold]{d.name}[/] vs baseline [bold]{run_dirs[0].name}[/]")
+            console.print(summarize_comparison(result), markup=False, highlight=False)
+            tables.append(result.table.assign(baseline_run=run_dirs[0].name, candidate_run=d.name))
+        atomic_write_bytes(out / "paired.csv", pd.concat(tables).to_csv(index=False).encode())
+        if html:
+            from ..report.html import render_comparison
+
+            page = render_comparison(run_dirs, out)
+            console.print(f"comparison: {page}")
+        console.print(f"paired differences: {out / 'paired.csv'}")

@@ -28,7 +28,7 @@ TITLES = {
 }
 
 
-def write_analysis(run_dir: Path, analysis) -> tuple[dict, list]:
+def write_analysis(run_dir: Path, analysis, *, figures: bool = True) -> tuple[dict, list]:
     run_dir = Path(run_dir)
     for name, table in analysis.tables.items():
         if table is not None and not table.empty:
@@ -36,6 +36,10 @@ def write_analysis(run_dir: Path, analysis) -> tuple[dict, list]:
     buf = io.BytesIO()
     analysis.per_problem.to_parquet(buf, index=False)
     atomic_write_bytes(run_dir / "per_problem_metrics.parquet", buf.getvalue())
+    tables = {TITLES.get(name, name): t for name, t in analysis.tables.items()
+              if t is not None and not t.empty}
+    if not figures:
+        return tables, []
     plots = run_dir / "plots"
     frontier = analysis.tables.get("frontier", pd.DataFrame())
     figures = []
@@ -57,6 +61,4 @@ def write_analysis(run_dir: Path, analysis) -> tuple[dict, list]:
     if not diff.empty:
         figures.append(difficulty_figure(diff, plots / "difficulty", group_col="metric",
                                          title=f"Accuracy by difficulty at k={int(diff['k'].iloc[0])}"))
-    tables = {TITLES.get(name, name): t for name, t in analysis.tables.items()
-              if t is not None and not t.empty}
     return tables, [f for f in figures if f is not None]

@@ -240,10 +240,6 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
              gen: GenerationStats | None = None, console=None) -> RunResult:
     """Grade the run's stored samples and compute metrics and report files."""
     from ..grading import grade_samples
-    from ..metrics import reduce_per_problem
-    from ..metrics.analyze import analyze_run
-    from ..report import write_report
-    from ..report.analysis import write_analysis
 
     manifest = read_manifest(run_dir)
     timings = dict(timings or {})
@@ -274,24 +270,43 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     )
     timings["grade_s"] = time.perf_counter() - t
     result.grade_stats = dataclasses.asdict(gstats) if dataclasses.is_dataclass(gstats) else dict(gstats)
+    _update_manifest(run_dir, {"timings": timings, "generation": dataclasses.asdict(gen),
+                               "grading": result.grade_stats, "missing_samples": 0})
+    result.metrics = measure_and_report(run_dir, graded, timings=timings)
+    return result
+
+
+def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | None = None,
+                       n_boot: int | None = None, plot: bool | None = None) -> pd.DataFrame:
+    """Graded samples -> every metric and analysis -> run-directory files and report.html.
+
+    Used by a run, by `tts-bench grade` and by `tts-bench report`, so the
+    three always write the same files. Returns the curves (metrics.csv).
+    """
+    from ..metrics import reduce_per_problem
+    from ..metrics.analyze import analyze_run
+    from ..report import write_report
+    from ..report.analysis import write_analysis
+
+    manifest = read_manifest(run_dir)
+    cfg_d = manifest["config"]
+    timings = timings if timings is not None else {}
+    plot = bool(cfg_d.get("plot", True)) if plot is None else plot
     t = time.perf_counter()
     per_problem = reduce_per_problem(graded)
-    ks = cfg_ks(cfg_d)
-    analysis = analyze_run(graded, per_problem, ks, model_shape=manifest.get("model_shape"),
-                           n_boot=int(cfg_d.get("bootstrap", 1000)), seed=0)
-    curves = analysis.curves
+    analysis = analyze_run(graded, per_problem, cfg_ks(cfg_d), model_shape=manifest.get("model_shape"),
+                           n_boot=int(n_boot if n_boot is not None else cfg_d.get("bootstrap", 1000)),
+                           seed=0)
     timings["metrics_s"] = time.perf_counter() - t
-    result.metrics = curves
     t = time.perf_counter()
-    write_report(run_dir, graded, per_problem, curves, plot=bool(cfg_d.get("plot", True)))
+    write_report(run_dir, graded, per_problem, analysis.curves, plot=plot)
+    tables, figures = write_analysis(run_dir, analysis, figures=plot)
     timings["report_s"] = time.perf_counter() - t
     _update_manifest(
         run_dir,
         {
             "timings": timings,
-            "generation": dataclasses.asdict(gen),
-            "grading": result.grade_stats,
-            "missing_samples": 0,
+            "analysis_notes": analysis.notes,
             "totals": {
                 "problems": int(per_problem.shape[0]),
                 "samples": int(graded.shape[0]),
@@ -301,14 +316,14 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
             },
         },
     )
-    if bool(cfg_d.get("plot", True)):
+    if plot:
         from ..report.html import render_run_report
 
         t = time.perf_counter()
-        tables, figures = write_analysis(run_dir, analysis)
         render_run_report(run_dir, extra_tables=tables, extra_figures=figures)
         timings["html_s"] = time.perf_counter() - t
-    return result
+        _update_manifest(run_dir, {"timings": timings})
+    return analysis.curves
 
 
 def cfg_ks(cfg_d: dict) -> list[int]:
