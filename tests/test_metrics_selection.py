@@ -645,3 +645,32 @@ def test_random_subsets_are_uniform(n, k):
     assert counts.size == subsets
     p = 1 / subsets
     assert np.all(np.abs(counts / draws - p) <= 5 * math.sqrt(p * (1 - p) / draws))
+
+
+def test_particle_resampling_reference_example():
+    # metrics.md section 11: r = [0.9, 0.6, 0.3] -> [0.824, 0.137, 0.039]
+    from tts_bench.metrics.selection import particle_resample_probs
+
+    p = particle_resample_probs([0.9, 0.6, 0.3])
+    assert p == pytest.approx([0.824, 0.137, 0.039], abs=5e-4)
+    odds = np.array([9.0, 1.5, 3 / 7])
+    assert p == pytest.approx(odds / odds.sum(), rel=1e-12)
+    flat = particle_resample_probs([0.9, 0.6, 0.3], tau=1e6)
+    assert flat == pytest.approx([1 / 3] * 3, abs=1e-5)  # high tau: uniform
+    with pytest.raises(ValueError, match="tau > 0"):
+        particle_resample_probs([0.5], tau=0)
+
+
+def test_multi_temperature_coverage_reference_example():
+    # metrics.md section 10: 8 samples at each of T = 0.6, 0.9, 1.2, only
+    # T = 1.2 has 2 correct: pass@8 at 0.6 is 0, union coverage with 8 each is 1.
+    from tts_bench.metrics.selection import multi_temperature_coverage
+
+    pools = {t: pd.DataFrame({"problem_id": ["p"], "n": [8], "c": [c]})
+             for t, c in ((0.6, 0), (0.9, 0), (1.2, 2))}
+    table = multi_temperature_coverage(pools, [1, 8]).set_index("k_per_temperature")
+    assert table.loc[8, "union_coverage"] == 1.0
+    assert table.loc[8, "total_samples"] == 24
+    assert np.isnan(table.loc[8, "pass@total at T=0.6"])  # 24 > the 8 drawn
+    assert table.loc[1, "union_coverage"] == pytest.approx(2 / 8)
+    assert table.loc[1, "pass@total at T=1.2"] == pytest.approx(1 - math.comb(6, 3) / math.comb(8, 3))

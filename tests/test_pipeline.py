@@ -229,3 +229,10 @@ def test_report_compares_runs_on_shared_problems(tmp_path):
     assert set(paired.metric) >= {"pass@k", "maj@k"}
     assert (paired.delta.abs() < 1e-12).all()
     assert (tmp_path / "cmp" / "comparison.html").is_file()
+    union = pd.read_csv(tmp_path / "cmp" / "multi_temperature.csv").set_index("k_per_temperature")
+    # Identical pools at both temperatures, drawn independently: 1 - (1 - pass@4)^2.
+    from tts_bench.metrics import pass_at_k
+
+    pp = pd.read_parquet(a / "per_problem.parquet")
+    expected = (1 - (1 - pass_at_k(pp["n"].to_numpy(), pp["c"].to_numpy(), 4)) ** 2).mean()
+    assert union.loc[4, "union_coverage"] == pytest.approx(expected)

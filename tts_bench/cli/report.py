@@ -72,9 +72,34 @@ def _compare(run_dirs: list[Path], out: Path, n_boot: int, html: bool) -> None:
             console.print(summarize_comparison(result), markup=False, highlight=False)
             tables.append(result.table.assign(baseline_run=run_dirs[0].name, candidate_run=d.name))
         atomic_write_bytes(out / "paired.csv", pd.concat(tables).to_csv(index=False).encode())
+        _multi_temperature(run_dirs, out)
         if html:
             from ..report.html import render_comparison
 
             page = render_comparison(run_dirs, out)
             console.print(f"comparison: {page}")
         console.print(f"paired differences: {out / 'paired.csv'}")
+
+
+def _multi_temperature(run_dirs: list[Path], out: Path) -> None:
+    """Runs of one model and dataset at several temperatures: union coverage."""
+    import pandas as pd
+
+    from ..metrics.selection import multi_temperature_coverage
+    from ..runner import read_manifest
+    from ..runner.pipeline import cfg_ks
+    from ..store import atomic_write_bytes
+
+    manifests = [read_manifest(d) for d in run_dirs]
+    same = {(m["model"]["fingerprint"], m["config"]["dataset"]["name"]) for m in manifests}
+    temps = [float(m["config"]["strategy"]["temperature"]) for m in manifests]
+    if len(same) != 1 or len(set(temps)) < 2 or len(set(temps)) != len(temps):
+        return
+    pools = {t: pd.read_parquet(d / "per_problem.parquet") for t, d in zip(temps, run_dirs)}
+    ks = sorted(set.intersection(*(set(cfg_ks(m["config"])) for m in manifests)))
+    table = multi_temperature_coverage(pools, ks)
+    if table.empty:
+        return
+    atomic_write_bytes(out / "multi_temperature.csv", table.to_csv(index=False).encode())
+    console.print(f"multi-temperature union coverage (k samples at each of T={temps}):")
+    console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), markup=False)

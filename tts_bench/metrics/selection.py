@@ -77,6 +77,7 @@ MAX_EXACT_SUBSETS = 2_000_000
 TIE_RTOL = 1e-12
 STEP_AGGREGATES = ("min", "prod", "last", "mean")
 SELECTION_METRICS = ("bon@k", "weighted@k", "rpc@k", "ffs@k")
+# particle_resample_probs: the resampling step of particle filtering (section 11).
 METHODS = ("auto", "exact", "mc")
 _METRIC_TAGS = {"weighted": 1, "rpc": 2, "union_vote": 3}
 _BLOCK_ELEMENTS = 4_000_000  # sampled labels held at once
@@ -905,6 +906,61 @@ def union_coverage(groups: Mapping, ks_per_temperature: Mapping) -> Union[float,
         fail = fail * (1.0 - np.asarray(pass_at_k(n_b, c_b, int(k_t))))
     out = 1.0 - fail
     return float(out) if out.ndim == 0 else out
+
+
+def multi_temperature_coverage(pools: Mapping, ks: Sequence[int]) -> pd.DataFrame:
+    """Union coverage of runs at several temperatures, on the problems they share.
+
+    ``pools``: temperature -> per-problem table (problem_id, n, c), e.g. each
+    run's per_problem.parquet. For each k: union coverage with k samples at
+    every temperature (a budget of k x #temperatures), and, where every pool
+    has that many samples, each single temperature's pass@ at the same total
+    budget, so a split budget is compared with an unsplit one at equal cost.
+    Columns: k_per_temperature, total_samples, union_coverage,
+    pass@total at T=<t> (one per temperature, NaN where n is too small),
+    n_problems.
+    """
+    temps = list(pools)
+    if len(temps) < 2:
+        raise ValueError("multi-temperature coverage needs runs at two or more temperatures")
+    shared = set.intersection(*(set(pools[t]["problem_id"]) for t in temps))
+    if not shared:
+        raise ValueError("the runs share no problem")
+    ids = sorted(shared)
+    nc = {t: pools[t].set_index("problem_id").loc[ids, ["n", "c"]].to_numpy(np.int64) for t in temps}
+    rows = []
+    for k in ks:
+        if any((nc[t][:, 0] < k).any() for t in temps):
+            continue
+        union = union_coverage({t: (nc[t][:, 0], nc[t][:, 1]) for t in temps}, {t: k for t in temps})
+        total = k * len(temps)
+        row = {"k_per_temperature": int(k), "total_samples": total,
+               "union_coverage": float(np.mean(union)), "n_problems": len(ids)}
+        for t in temps:
+            n_t, c_t = nc[t][:, 0], nc[t][:, 1]
+            row[f"pass@total at T={t}"] = (float(np.mean(pass_at_k(n_t, c_t, total)))
+                                           if (n_t >= total).all() else float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def particle_resample_probs(rewards, tau: float = 1.0) -> FloatArray:
+    """Particle-filtering resampling distribution (Puri et al. 2025, its_hub).
+
+    Each particle's weight is logit(r) for its PRM reward r in (0, 1); the
+    next generation is drawn with probabilities softmax(weights / tau).
+    With tau = 1 this is each particle's odds r / (1 - r), normalised.
+    Rewards of exactly 0 or 1 are clipped to 1e-12 from the bounds (finite
+    logits); documented choice.
+    """
+    if tau <= 0:
+        raise ValueError(f"particle resampling needs tau > 0; got {tau}")
+    r = np.clip(np.asarray(rewards, dtype=np.float64), 1e-12, 1 - 1e-12)
+    if r.ndim != 1 or r.size == 0:
+        raise ValueError("particle resampling needs a non-empty 1-D array of rewards")
+    w = (np.log(r) - np.log1p(-r)) / tau
+    e = np.exp(w - w.max())
+    return e / e.sum()
 
 
 def union_vote_at_k(
