@@ -230,6 +230,10 @@ def test_report_compares_runs_on_shared_problems(tmp_path):
     assert (paired.delta.abs() < 1e-12).all()
     assert (tmp_path / "cmp" / "comparison.html").is_file()
     union = pd.read_csv(tmp_path / "cmp" / "multi_temperature.csv").set_index("k_per_temperature")
+    front = pd.read_csv(tmp_path / "cmp" / "frontier.csv")
+    assert set(front.run) == {a.name, b.name} and front.on_frontier.any()
+    kin = pd.read_csv(tmp_path / "cmp" / "kinetics_frontier.csv")
+    assert (kin.accuracy.diff().dropna() >= -1e-12).all()  # more budget never hurts
     # Identical pools at both temperatures, drawn independently: 1 - (1 - pass@4)^2.
     from tts_bench.metrics import pass_at_k
 

@@ -73,6 +73,7 @@ def _compare(run_dirs: list[Path], out: Path, n_boot: int, html: bool) -> None:
             tables.append(result.table.assign(baseline_run=run_dirs[0].name, candidate_run=d.name))
         atomic_write_bytes(out / "paired.csv", pd.concat(tables).to_csv(index=False).encode())
         _multi_temperature(run_dirs, out)
+        _frontiers(run_dirs, out)
         if html:
             from ..report.html import render_comparison
 
@@ -103,3 +104,34 @@ def _multi_temperature(run_dirs: list[Path], out: Path) -> None:
     atomic_write_bytes(out / "multi_temperature.csv", table.to_csv(index=False).encode())
     console.print(f"multi-temperature union coverage (k samples at each of T={temps}):")
     console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), markup=False)
+
+
+def _frontiers(run_dirs: list[Path], out: Path) -> None:
+    """Pareto frontier across the runs' strategies and budgets, and the Kinetics frontier."""
+    import pandas as pd
+
+    from ..metrics.analyze import SELECTION_STRATEGIES
+    from ..metrics.pareto import cross_run_frontiers
+    from ..store import atomic_write_bytes
+
+    runs = {}
+    for d in run_dirs:
+        cost = d / "analysis" / "cost.csv"
+        if not cost.is_file():
+            return
+        pp = pd.read_parquet(d / "per_problem.parquet")
+        runs[d.name] = {
+            "curves": pd.read_csv(d / "metrics.csv"),
+            "cost": pd.read_csv(cost),
+            "per_problem": pd.read_parquet(d / "per_problem_metrics.parquet"),
+            "tokens": pp.set_index("problem_id")["completion_tokens_mean"],
+        }
+    points, kinetics = cross_run_frontiers(runs, strategies=SELECTION_STRATEGIES)
+    atomic_write_bytes(out / "frontier.csv", points.to_csv(index=False).encode())
+    if not kinetics.empty:
+        atomic_write_bytes(out / "kinetics_frontier.csv", kinetics.to_csv(index=False).encode())
+    best = points[points["on_frontier"]]
+    console.print("Pareto frontier across runs (accuracy vs expected completion tokens):")
+    console.print(best[["run", "metric", "k", "tokens", "value"]].to_string(
+        index=False, float_format=lambda v: f"{v:.4g}"), markup=False)
+    console.print(f"frontiers: {out / 'frontier.csv'}, {out / 'kinetics_frontier.csv'}")

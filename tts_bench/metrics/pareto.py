@@ -157,3 +157,41 @@ def kinetics_frontier(
             "n_affordable": ok.sum(axis=0).astype(np.int64),
         }
     )
+
+
+def cross_run_frontiers(runs: "dict[str, dict]", *, strategies: Sequence[str],
+                        cost_grid: int = 40) -> "tuple[pd.DataFrame, pd.DataFrame]":
+    """Frontiers across runs (models, strategies, budgets) at equal cost.
+
+    ``runs``: name -> {"curves": metrics table, "cost": the run's cost table
+    (metric, k, tokens[, flops]), "per_problem": long per-problem estimates
+    (problem_id, metric, k, value), "tokens": problem_id -> mean completion
+    tokens}. Returns (points, kinetics): every (run, strategy, k) point with
+    its tokens (and FLOPs where every run has them) marked on_frontier; and
+    the Kinetics per-problem frontier over expected completion tokens on
+    the problems every run shares (each problem's best configuration within
+    each budget, averaged over problems).
+    """
+    pts = []
+    for name, r in runs.items():
+        acc = r["curves"][r["curves"]["metric"].isin(strategies)][["metric", "k", "value"]]
+        pts.append(acc.merge(r["cost"], on=["metric", "k"], how="inner").assign(run=name))
+    points = pd.concat(pts, ignore_index=True)
+    points = pareto_frontier(points, "tokens", "value")
+    if "flops" in points.columns and points["flops"].notna().all():
+        points["on_frontier_flops"] = pareto_frontier(points, "flops", "value")["on_frontier"]
+    shared = set.intersection(*(set(r["per_problem"]["problem_id"]) for r in runs.values()))
+    rows = []
+    for name, r in runs.items():
+        pp = r["per_problem"]
+        pp = pp[pp["problem_id"].isin(shared) & pp["metric"].isin(strategies)
+                & (pp["metric"] != "ffs@k")]  # ffs@k's cost is not k x mean tokens
+        rows.append(pd.DataFrame({
+            "problem_id": pp["problem_id"].to_numpy(),
+            "config": (name + "/" + pp["metric"] + "/k=" + pp["k"].astype(str)).to_numpy(),
+            "cost": (pp["k"] * pp["problem_id"].map(r["tokens"])).to_numpy(dtype=float),
+            "accuracy": pp["value"].to_numpy(dtype=float),
+        }))
+    long = pd.concat(rows, ignore_index=True)
+    kinetics = kinetics_frontier(long, cost_grid) if len(long) else pd.DataFrame()
+    return points.sort_values(["tokens", "run", "metric"]).reset_index(drop=True), kinetics
