@@ -240,3 +240,15 @@ def test_report_compares_runs_on_shared_problems(tmp_path):
     pp = pd.read_parquet(a / "per_problem.parquet")
     expected = (1 - (1 - pass_at_k(pp["n"].to_numpy(), pp["c"].to_numpy(), 4)) ** 2).mean()
     assert union.loc[4, "union_coverage"] == pytest.approx(expected)
+
+
+def test_hub_unreachable_is_a_clear_error(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TTS_BENCH_DATA_DIR": ""}
+    env_clean = {k: v for k, v in os.environ.items() if k != "TTS_BENCH_DATA_DIR"}
+    proc = subprocess.run([sys.executable, "-m", "tts_bench", "run", "dataset=aime24", "engine=scripted"],
+                          cwd=tmp_path, env={**env_clean, **{k: v for k, v in env.items() if v}},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: could not load aime24 from the hub (HuggingFaceH4/aime_2024): ")
+    assert ("Offline? Point dataset.data_dir (or TTS_BENCH_DATA_DIR) at a folder with aime24.jsonl"
+            in proc.stderr)
