@@ -111,6 +111,9 @@ def _is_many(x) -> bool:
 
 def _flatten(x, dtype) -> "tuple[np.ndarray, IntArray]":
     """(all samples concatenated, pool size per problem)."""
+    if isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype.kind in "biuf":
+        # Equal-size numeric pools: no per-element conversion (5M samples in ms).
+        return x.ravel(), np.full(x.shape[0], x.shape[1], dtype=np.int64)
     pools = list(x) if _is_many(x) else [x]
     arrays = [np.asarray(list(p) if isinstance(p, pd.Series) else p, dtype=dtype).ravel()
               for p in pools]
