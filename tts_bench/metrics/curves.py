@@ -31,6 +31,8 @@ Monte Carlo at k uses mc_rng(seed, k); the bootstrap its own stream.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -87,11 +89,23 @@ def estimate_matrix(
     )
     maj = np.empty((len(n), len(ks)))
     maj_mc = np.zeros((len(n), len(ks)), dtype=bool)
-    for j, k in enumerate(ks):
-        res = maj_at_k_batch(
+
+    def one_k(k: int):
+        return maj_at_k_batch(
             pools, k, rng=mc_rng(seed, k), method=method, mc_replicates=mc_replicates,
             tol=tol, exact_work_cap=exact_work_cap,
         )
+
+    # Each k has its own seeded stream, so the ks are independent: run them on
+    # every core (numpy releases the GIL in its FFTs, sorts and ufuncs).
+    # Results do not depend on the thread count or order.
+    workers = min(len(ks), os.cpu_count() or 1)
+    if workers > 1 and len(n) * len(ks) >= 256:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(one_k, ks))
+    else:
+        results = [one_k(k) for k in ks]
+    for j, res in enumerate(results):
         maj[:, j] = res.value
         maj_mc[:, j] = res.is_mc
     values["maj@k"] = maj
