@@ -709,22 +709,7 @@ def _mc_credits_index(
     start = np.concatenate([[0], np.cumsum(pools.n)[:-1]])
     n_rows = np.repeat(pools.n, reps)
 
-    idx = _uniform_ints(rng, n_rows, k)
-    idx.sort(axis=1)
-    # Redraw repeated indices (the first of each stays) until all k differ.
-    # The rule never looks at which sample an index is, so the distribution
-    # of the final set is invariant under relabelling the pool: uniform over
-    # k-subsets. Few redraws while k is well below n.
-    while k > 1:
-        dup = np.zeros(idx.shape, dtype=bool)
-        np.equal(idx[:, 1:], idx[:, :-1], out=dup[:, 1:])
-        redo = np.flatnonzero(dup.any(axis=1))
-        if redo.size == 0:
-            break
-        part, d = idx[redo], dup[redo]
-        part[d] = _uniform_ints(rng, n_rows[redo], k)[d]
-        part.sort(axis=1)
-        idx[redo] = part
+    idx = distinct_subsets(rng, n_rows, k)
     idx += np.repeat(start, reps)[:, None]
     lab = np.take(labels, idx)  # sorted within each draw, as the pool is
     del idx
@@ -747,6 +732,29 @@ def _mc_credits_index(
     ties = np.add.reduceat(wrong_len == np.repeat(x0, runs_per_draw), draw_first)
     credit = np.where((x0 >= 1) & (top <= x0), 1.0 / (1 + ties), 0.0)
     return credit.reshape(P, reps)
+
+
+def distinct_subsets(rng: np.random.Generator, n_rows: IntArray, k: int) -> IntArray:
+    """[rows x k] sorted indices, row r a uniform k-subset of range(n_rows[r]).
+
+    Draws k indices, then redraws repeated ones (the first of each stays)
+    until all k differ. The rule never looks at which sample an index is, so
+    the final set's distribution is invariant under relabelling the pool:
+    uniform over k-subsets. Few redraws while k is well below n.
+    """
+    idx = _uniform_ints(rng, n_rows, k)
+    idx.sort(axis=1)
+    while k > 1:
+        dup = np.zeros(idx.shape, dtype=bool)
+        np.equal(idx[:, 1:], idx[:, :-1], out=dup[:, 1:])
+        redo = np.flatnonzero(dup.any(axis=1))
+        if redo.size == 0:
+            break
+        part, d = idx[redo], dup[redo]
+        part[d] = _uniform_ints(rng, n_rows[redo], k)[d]
+        part.sort(axis=1)
+        idx[redo] = part
+    return idx
 
 
 def _uniform_ints(rng: np.random.Generator, high: IntArray, k: int) -> IntArray:

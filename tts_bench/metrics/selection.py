@@ -61,7 +61,7 @@ from tts_bench.metrics.curves import CURVE_MC_REPLICATES, _check_ks
 from tts_bench.metrics.estimators import (
     DEFAULT_MC_REPLICATES,
     _missing,
-    _uniform_ints,
+    distinct_subsets,
     pass_at_k,
 )
 from tts_bench.metrics.problem_table import reduce_per_problem
@@ -504,23 +504,8 @@ def _random_subsets(n_rows: IntArray, k: int, rng: np.random.Generator) -> IntAr
     few_rows = (2 * k <= n_rows) & (k * k <= 4 * n_rows)
     few = np.flatnonzero(few_rows)
     if few.size:
-        # k distinct indices, repeats redrawn (as maj@k's index sampler): the
-        # rule never looks at which sample an index is, so the final set is
-        # uniform over k-subsets.
-        nr = n_rows[few]
-        idx = _uniform_ints(rng, nr, k)
-        idx.sort(axis=1)
-        while k > 1:
-            dup = np.zeros(idx.shape, dtype=bool)
-            np.equal(idx[:, 1:], idx[:, :-1], out=dup[:, 1:])
-            redo = np.flatnonzero(dup.any(axis=1))
-            if redo.size == 0:
-                break
-            part, d = idx[redo], dup[redo]
-            part[d] = _uniform_ints(rng, nr[redo], k)[d]
-            part.sort(axis=1)
-            idx[redo] = part
-        out[few] = idx
+        # k distinct indices, repeats redrawn: maj@k's uniform k-subset sampler.
+        out[few] = distinct_subsets(rng, n_rows[few], k)
     many = np.flatnonzero(~few_rows)
     if many.size:
         # The k smallest of n uniform keys: a uniform k-subset (padding sorts last).
