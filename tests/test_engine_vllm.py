@@ -314,3 +314,12 @@ def test_vllm_cpu_per_request_seed_reproduces():
     print(texts)
     assert texts[0] == texts[1] == texts[2]
     assert len(texts) == 4
+
+
+def test_unseeded_engine_gets_a_fresh_global_seed(tmp_path):
+    # Without per-request seeds a top-up resubmits the same prompts: a fixed
+    # engine seed would replay the first run's random stream.
+    model = ModelConfig(name="m", path=str(tmp_path))
+    seeds = {llm_kwargs(VLLMEngineConfig(per_request_seed=False), model,
+                        generation_config_arg=False)["seed"] for _ in range(5)}
+    assert len(seeds) > 1

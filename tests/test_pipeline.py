@@ -191,6 +191,13 @@ def test_import_grades_external_generations(tmp_path, shared_data):
     again = cli("import", str(f), "--dataset", "gsm8k", "--model", "ext",
                 f"dataset.data_dir={shared_data}", "dataset.limit=4", cwd=tmp_path).stdout
     assert "imported 0 new samples" in again
+    # Other texts under the same model name: refused, nothing changed.
+    f.write_text("\n".join(x.replace("So the answer", "Thus the answer") for x in lines) + "\n")
+    clash = cli("import", str(f), "--dataset", "gsm8k", "--model", "ext",
+                f"dataset.data_dir={shared_data}", "dataset.limit=4", cwd=tmp_path, check=False)
+    assert clash.returncode == 2
+    assert "16 generation(s) differ from the ones already imported as model 'ext'" in clash.stderr
+    assert pd.read_csv(run / "metrics.csv").equals(m)
 
 
 def test_config_list_cache_commands(tmp_path):

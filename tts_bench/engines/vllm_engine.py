@@ -34,6 +34,7 @@ import dataclasses
 import gc
 import hashlib
 import inspect
+import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -95,7 +96,10 @@ def llm_kwargs(
         "enforce_eager": engine_cfg.enforce_eager,
         "enable_prefix_caching": engine_cfg.enable_prefix_caching,
         "trust_remote_code": engine_cfg.trust_remote_code,
-        "seed": 0,
+        # With per-request seeds every sample carries its own; without them the
+        # engine's global generator is all there is, and a fixed seed would
+        # replay the same stream when a top-up resubmits the same prompts.
+        "seed": 0 if engine_cfg.per_request_seed else secrets.randbits(31),
     }
     if engine_cfg.max_num_seqs is not None:
         kw["max_num_seqs"] = engine_cfg.max_num_seqs

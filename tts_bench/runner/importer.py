@@ -27,6 +27,28 @@ from .pipeline import RunResult, _write_run_files, evaluate
 IMPORT_PARAMS = {"imported": True}
 
 
+def _check_same_texts(store: GenerationStore, fp: str, records: list[dict], model: str,
+                      path: Path) -> None:
+    """An already-stored (problem, sample index) must hold the same text.
+
+    Imported keys cannot cover the text (it is what is being stored), so a
+    different file under the same --model would otherwise be ignored without
+    a word while its scores were attached to the old texts.
+    """
+    if not records:
+        return
+    stored = store.read(fp, keys={r["key"] for r in records}, columns=["text"]).to_pydict()
+    old = dict(zip(stored["key"], stored["text"]))
+    clash = [r for r in records if old.get(r["key"], r["text"]) != r["text"]]
+    if clash:
+        r = clash[0]
+        raise ConfigError(
+            f"{path}: {len(clash)} generation(s) differ from the ones already imported as model "
+            f"'{model}' (first: problem {r['problem_id']}, sample {r['sample_index']}); import them "
+            f"under another --model name, nothing was changed"
+        )
+
+
 def _opt_float(v) -> float | None:
     return None if v is None else float(v)
 
@@ -102,6 +124,7 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
     store = GenerationStore(cfg.store_dir)
     existing = store.existing_keys(fp)
     new = [r for r in records if r["key"] not in existing]
+    _check_same_texts(store, fp, [r for r in records if r["key"] in existing], model, path)
     store.write_shard(fp, new)
     plan = Plan(fp, params, 0, jobs, {pid: by_id[pid] for pid in used_pids},
                 {pid: f"{task.name}:{pid}" for pid in used_pids})
@@ -111,5 +134,7 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
         import pandas as pd
 
         pd.DataFrame(scores).to_parquet(run_dir / "scores.parquet", index=False)
+    else:  # scores from an earlier import of other generations must not linger
+        (run_dir / "scores.parquet").unlink(missing_ok=True)
     gen = GenerationStats(planned=len(records), generated=len(new))
     return evaluate(run_dir, gen=gen)

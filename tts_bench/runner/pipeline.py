@@ -117,14 +117,14 @@ def _write_run_files(run_dir: Path, cfg: RunConfig, plan: Plan, problems: list[P
             "key": [j.key for j in plan.jobs],
         }
     )
-    jobs.to_parquet(run_dir / "plan.parquet", index=False)
-    pd.DataFrame(
+    _write_parquet(run_dir / "plan.parquet", jobs)
+    _write_parquet(run_dir / "problems.parquet", pd.DataFrame(
         {
             "problem_id": [p.id for p in problems],
             "answer": [p.answer for p in problems],
             "level": [p.meta.get("level") for p in problems],
         }
-    ).astype({"level": "object"}).to_parquet(run_dir / "problems.parquet", index=False)
+    ).astype({"level": "object"}))
     _update_manifest(
         run_dir,
         {
@@ -155,6 +155,17 @@ def _model_shape(cfg: RunConfig, identity) -> dict | None:
         return dataclasses.asdict(shape_for_model(cfg.model.path, cfg.model.revision))
     except (ModelShapeError, ConfigError, OSError):
         return None
+
+
+def _write_parquet(path: Path, df: pd.DataFrame) -> None:
+    """Atomically: another shard process may be reading the run directory."""
+    import io
+
+    from ..store import atomic_write_bytes
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _update_manifest(run_dir: Path, fields: dict) -> None:
@@ -267,6 +278,9 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
         cache_dir=Path(manifest["store_dir"]) / "grades",
         workers=int(cfg_d.get("grade_workers", 2)),
         timeout_s=float(cfg_d.get("grade_timeout_s", 10.0)),
+        # A timeout depends on the machine's load at the time: retry cached
+        # timeouts and errors rather than let them mark an answer wrong forever.
+        retry_failed=True,
     )
     timings["grade_s"] = time.perf_counter() - t
     result.grade_stats = dataclasses.asdict(gstats) if dataclasses.is_dataclass(gstats) else dict(gstats)

@@ -206,7 +206,13 @@ class GenerationStore:
         Crash-safe: the merged shard is written (atomically) before the old
         ones are deleted, and reads dedupe by key in between.
         """
-        small = [p for p in self.shards(model_fp) if pq.read_metadata(p).num_rows < max_rows]
+        small = []
+        for p in self.shards(model_fp):
+            try:
+                if pq.read_metadata(p).num_rows < max_rows:
+                    small.append(p)
+            except Exception:  # unreadable footer: _load_verified quarantines it below
+                small.append(p)
         if len(small) < min_shards:
             return 0
         tables = []
