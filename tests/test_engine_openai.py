@@ -244,11 +244,21 @@ def test_every_sampling_parameter_is_sent_explicitly(fake):
     }.items():
         assert first[k] == v
     assert [b["seed"] for b in bodies] == [100, 100, 101]  # one call per sample, own seed
-    assert "top_k" not in first and "min_p" not in first and "logprobs" not in first
+    # Server defaults (llama.cpp top_k=40, min_p=0.05) must not apply: neutral values are sent.
+    assert (first["top_k"], first["min_p"], first["repetition_penalty"], first["repeat_penalty"],
+            first["presence_penalty"], first["frequency_penalty"]) == (-1, 0.0, 1.0, 1.0, 0.0, 0.0)
+    assert "logprobs" not in first
     extra = next(b for b in bodies if b["messages"][0]["content"] == "question r1?")
     assert (extra["top_k"], extra["min_p"]) == (5, 0.1)
     assert (extra["logprobs"], extra["top_logprobs"]) == (True, 0)
     assert c.token_logprobs == [-0.5, -1.25]
+
+
+def test_strict_openai_endpoints_get_only_openai_fields(fake):
+    with make_engine(fake.base_url, explicit_sampler_fields=False) as engine:
+        run_all(engine, [make_request(engine)])
+    body = fake.posts()[0]["body"]
+    assert not {"top_k", "min_p", "repetition_penalty", "repeat_penalty"} & set(body)
 
 
 def test_completions_mode_sends_prompt_and_parses_logprobs(fake):
@@ -566,7 +576,9 @@ def llama_server(tmp_path_factory):
 
 
 def _llama_engine(base_url: str, **kw) -> OpenAIEngine:
-    cfg = {"base_url": base_url, "concurrency": 2, "timeout_s": 120.0, "max_retries": 1}
+    # As conf/engine/openai-llamacpp.yaml: llama.cpp spells "top_k disabled" as 0.
+    cfg = {"base_url": base_url, "concurrency": 2, "timeout_s": 120.0, "max_retries": 1,
+           "top_k_disabled": 0}
     cfg.update(kw)
     return OpenAIEngine(OpenAIEngineConfig(**cfg), ModelConfig())
 

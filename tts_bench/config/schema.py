@@ -111,6 +111,14 @@ class OpenAIEngineConfig(EngineConfig):
     backoff_s: float = 1.0  # first retry delay; doubles each try, with jitter
     timeout_s: float = 600.0
     use_chat: bool = True  # /chat/completions with messages; false: /completions with prompt
+    # Send top_k, min_p and neutral penalties even at their defaults, so the
+    # server's own defaults (llama.cpp: top_k=40, min_p=0.05; vllm serve: the
+    # model's generation_config) cannot change what was sampled. Set false
+    # only for endpoints that reject fields beyond the OpenAI API.
+    explicit_sampler_fields: bool = True
+    # How this server spells "top_k disabled": -1 for vLLM and SGLang; the
+    # llama.cpp server rejects negatives and takes 0 (engine=openai-llamacpp).
+    top_k_disabled: int = -1
 
 
 @dataclass

@@ -200,11 +200,20 @@ class OpenAIEngine:
         }
         if seed is not None:
             body["seed"] = seed
-        # Not OpenAI fields: vLLM, SGLang and llama.cpp read them from the top level.
-        if p.top_k != -1:
-            body["top_k"] = p.top_k
-        if p.min_p != 0.0:
+        # Not OpenAI fields: vLLM, SGLang and llama.cpp read them from the top
+        # level. Sent even at their neutral values (explicit_sampler_fields),
+        # because each server has its own defaults: llama.cpp top_k=40 and
+        # min_p=0.05, vllm serve the model's generation_config.json.
+        explicit = self.cfg.explicit_sampler_fields
+        if explicit or p.top_k != -1:
+            body["top_k"] = p.top_k if p.top_k > 0 else self.cfg.top_k_disabled
+        if explicit or p.min_p != 0.0:
             body["min_p"] = p.min_p
+        if explicit:
+            body["repetition_penalty"] = 1.0  # vLLM / SGLang name
+            body["repeat_penalty"] = 1.0  # llama.cpp name
+            body["presence_penalty"] = 0.0
+            body["frequency_penalty"] = 0.0
         if self.cfg.use_chat:
             body["messages"] = [{"role": m.role, "content": m.content} for m in req.messages]
             if p.logprobs:

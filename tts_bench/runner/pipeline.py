@@ -52,6 +52,9 @@ def run_name(cfg: RunConfig) -> str:
             "dataset": dataclasses.asdict(cfg.dataset),
             "strategy": dataclasses.asdict(cfg.strategy),
             "budget": dataclasses.asdict(cfg.budget),
+            # The same model name through another engine is another model
+            # identity (other weights hash): it must not share a run folder.
+            "engine": cfg.engine.name,
         },
         sort_keys=True,
     )
