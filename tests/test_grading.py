@@ -324,7 +324,8 @@ def test_grade_samples_columns_classes_and_no_mutation():
         "0.5", r"\frac{1}{2}", r"\frac{1}{3}", None, r"\text{(C)}", None,
     ]  # fmt: skip
     # correct forms vote together under the normalized gold; wrong ones keep their own
-    assert graded["answer_class"].tolist() == ["0.5", "0.5", r"\frac{1}{3}", None, "(C)", None]
+    # classes are vote classes: equal numbers share one (gold 0.5 -> "1/2")
+    assert graded["answer_class"].tolist() == ["1/2", "1/2", "1/3", None, "(C)", None]
     assert graded["correct"].tolist() == [True, True, False, False, True, False]
     assert graded["grade_status"].tolist() == ["ok", "ok", "ok", "no_answer", "ok", "no_answer"]
     assert graded["correct"].dtype == bool
@@ -506,3 +507,20 @@ def test_pool_survives_several_hangs_and_crashes_in_one_chunk():
 def test_in_process_mode_reports_errors():
     results = grade_pairs("_test_crash", [("1", "1"), ("1", "RAISE")], workers=0)
     assert [(r.correct, r.status) for r in results] == [(True, "ok"), (False, "error")]
+
+
+def test_equal_numbers_in_other_forms_vote_together():
+    # gold 2; wrong answers 1/2 in three forms must be one class of 4 votes,
+    # so majority vote picks 1/2 (and maj@7 is 0, not 1).
+    from tts_bench.grading import grade_samples
+
+    texts = ["\\boxed{2}"] * 3 + ["\\boxed{\\frac{1}{2}}"] * 2 + ["\\boxed{0.5}", "\\boxed{1/2}"]
+    samples = pd.DataFrame({"problem_id": ["p"] * 7, "sample_index": range(7), "text": texts,
+                            "prompt_tokens": 5, "completion_tokens": 5, "finish_reason": "stop"})
+    graded, _ = grade_samples(samples, {"p": "2"}, extractor="boxed", grader="math",
+                              cache_dir=None, workers=0)
+    assert graded["answer_class"].tolist() == ["2"] * 3 + ["1/2"] * 4
+    from tts_bench.metrics import maj_at_k, reduce_per_problem
+
+    row = reduce_per_problem(graded).iloc[0]
+    assert maj_at_k(row["class_counts"], row["correct_class"], 7, 7).value == 0.0

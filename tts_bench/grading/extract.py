@@ -171,6 +171,40 @@ def canonical_number(s: str) -> str | None:
     return "0" if out == "0" else sign + out
 
 
+_FRAC_RE = re.compile(r"^(-?)\\frac\s*(?:\{\s*(-?\d+)\s*\}|(\d))\s*(?:\{\s*(-?\d+)\s*\}|(\d))$")
+_SLASH_RE = re.compile(r"^(-?\d+)\s*/\s*(-?\d+)$")
+
+
+def vote_class(norm: str) -> str:
+    """The class an answer votes in: equal numbers are one class, whatever their form.
+
+    "0.5", "1/2", "\\frac{1}{2}" and "\\frac12" all vote as "1/2"; "4.0" and "4"
+    as "4". Non-numeric answers keep their normalized text (two symbolic
+    forms of one expression stay apart: a documented limit). Used for every
+    answer, so majority vote counts wrong answers that agree as one, as it
+    does right ones.
+    """
+    from fractions import Fraction
+
+    value = None
+    num = canonical_number(norm)
+    if num is not None:
+        value = Fraction(num)
+    else:
+        m = _FRAC_RE.match(norm.replace(" ", ""))
+        if m:
+            p, q = int(m.group(2) or m.group(3)), int(m.group(4) or m.group(5))
+            if q != 0:
+                value = Fraction(p, q) * (-1 if m.group(1) else 1)
+        else:
+            m = _SLASH_RE.match(norm)
+            if m and int(m.group(2)) != 0:
+                value = Fraction(int(m.group(1)), int(m.group(2)))
+    if value is None:
+        return norm
+    return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
+
+
 # --------------------------------------------------------------------------- normalize
 
 _TEXT_WRAPPER_RE = re.compile(

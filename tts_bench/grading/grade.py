@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tts_bench.grading.cache import GradeCache
-from tts_bench.grading.extract import get_extractor, normalize_answer
+from tts_bench.grading.extract import get_extractor, normalize_answer, vote_class
 from tts_bench.grading.graders import get_grader
 from tts_bench.grading.pool import STATUS_ERROR, STATUS_OK, STATUS_TIMEOUT, grade_pairs
 
@@ -152,10 +152,11 @@ def grade_samples(
         if correct[i]:
             cls = gold_class.get(gd)
             if cls is None:
-                cls = gold_class[gd] = normalize_answer(gd) or gd
+                cls = gold_class[gd] = vote_class(normalize_answer(gd) or gd)
             answer_class.append(cls)
         else:
-            answer_class.append(norm)
+            # Equal numbers in other forms vote together, as right answers do.
+            answer_class.append(vote_class(norm))
 
     out = samples.copy()
     out["extracted"] = pd.Series(extracted, index=out.index, dtype=object)
