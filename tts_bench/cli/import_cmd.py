@@ -34,6 +34,8 @@ def import_cmd(
         result = import_generations(file, dataset, model or file.stem, list(overrides or []))
     console.print(f"imported {result.gen.generated} new samples into the store "
                   f"({result.gen.planned} in the file)")
+    for warning in result.gen.errors:
+        console.print(f"[yellow]warning:[/] {warning}")
     if result.metrics is not None:
         console.print(metrics_table(result.metrics, title=result.run_dir.name))
     console.print(f"files: {result.run_dir}/")

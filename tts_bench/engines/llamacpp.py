@@ -126,10 +126,11 @@ class LlamaCppEngine:
             self._llm = self._load(logits_all=True)
         for req in requests:
             p = req.params
+            prompt_ids = self._prompt_ids(req.prompt)
             for idx, seed in zip(req.sample_indices, req.seeds):
                 t0 = time.perf_counter()
                 out = self._llm.create_completion(
-                    req.prompt,
+                    prompt_ids,
                     max_tokens=p.max_tokens,
                     temperature=p.temperature,
                     top_p=p.top_p,
@@ -163,6 +164,17 @@ class LlamaCppEngine:
                         token_logprobs=lps,
                     )
                 ]
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of the rendered prompt, with exactly one BOS where the model wants one.
+
+        Templates that write the BOS token themselves (Llama 3) would get a
+        second one from llama.cpp's own add_bos; SmolLM2 adds none.
+        """
+        bos = self._formatter.bos_token
+        # add_bos lets llama.cpp add BOS where the model's vocabulary asks for it.
+        add_bos = not (bos and prompt.startswith(bos))
+        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)

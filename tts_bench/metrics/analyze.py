@@ -56,7 +56,7 @@ def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int],
     analysis.tables["cost"] = cost
     analysis.tables["frontier"] = _frontier(curves, cost)
     analysis.fit, analysis.tables["coverage_fit"] = _coverage_fit(curves)
-    analysis.tables["arise"] = _arise(long, problems, ks)
+    analysis.tables["arise"] = _arise(long, problems, ks, ffs_cost)
     diff, optimal = _difficulty(long, problems, ks, seed)
     analysis.tables["difficulty"] = diff
     analysis.tables["compute_optimal"] = optimal
@@ -142,7 +142,7 @@ def _coverage_fit(curves: pd.DataFrame) -> tuple[dict | None, pd.DataFrame]:
     return {"params": params, "fitted": fitted, "measured": pk}, table
 
 
-def _arise(long: pd.DataFrame, problems: pd.DataFrame, ks) -> pd.DataFrame:
+def _arise(long: pd.DataFrame, problems: pd.DataFrame, ks, ffs_cost: pd.DataFrame) -> pd.DataFrame:
     """ARISE over the k levels, per strategy: gains discounted by extra tokens."""
     from .scaling import arise
 
@@ -154,14 +154,18 @@ def _arise(long: pd.DataFrame, problems: pd.DataFrame, ks) -> pd.DataFrame:
         g = long[long["metric"] == metric]
         if g.empty:
             continue
+        tokens = g["k"].to_numpy() * g["problem_id"].map(mean_tokens).to_numpy()
+        if metric == "ffs@k":  # all k stop when the first finishes: its own cost
+            own = ffs_cost.set_index(["problem_id", "k"])["tokens"]
+            tokens = own.reindex(pd.MultiIndex.from_arrays([g["problem_id"], g["k"]])).to_numpy()
         levels = pd.DataFrame({
             "problem_id": g["problem_id"].to_numpy(),
             "level": g["k"].to_numpy(),
             "accuracy": g["value"].to_numpy(),
-            "tokens": g["k"].to_numpy() * g["problem_id"].map(mean_tokens).to_numpy(),
+            "tokens": tokens,
         })
         rows.append({"strategy": metric, "arise": arise(levels), "levels": len(ks),
-                     "tokens": "completion tokens, k x problem mean"})
+                     "tokens": "expected completion tokens of the strategy at k"})
     return pd.DataFrame(rows)
 
 

@@ -116,7 +116,8 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
             "sample_index": idx, "base_seed": 0, "seed": None,
             "params_json": json.dumps(IMPORT_PARAMS), "temperature": None, "max_tokens": None,
             "text": text, "prompt_tokens": int(r.get("prompt_tokens") or 0),
-            "completion_tokens": int(r.get("completion_tokens") or len(text.split())),
+            # Unknown counts are 0, never words passed off as tokens (see the note below).
+            "completion_tokens": int(r.get("completion_tokens") or 0),
             "finish_reason": str(r.get("finish_reason") or "stop"),
             "mean_logprob": _opt_float(r.get("mean_logprob")),
             "token_logprobs": None, "latency_s": None, "created_at": time.time(),
@@ -137,4 +138,7 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
     else:  # scores from an earlier import of other generations must not linger
         (run_dir / "scores.parquet").unlink(missing_ok=True)
     gen = GenerationStats(planned=len(records), generated=len(new))
+    if any(r.get("completion_tokens") is None for r in rows):
+        gen.errors.append(f"{path}: some lines have no completion_tokens; they count 0 tokens, "
+                          f"so token and FLOPs costs of this run are too low")
     return evaluate(run_dir, gen=gen)

@@ -122,9 +122,17 @@ class GenerationStore:
                 meta = pf.schema_arrow.metadata or {}
                 version = int(meta.get(b"tts_bench.schema_version", b"0"))
                 if version != SCHEMA_VERSION:
-                    problem = f"schema version {version}, expected {SCHEMA_VERSION}"
-                else:
-                    return pf.read(columns=list(columns) if columns else None)
+                    # Written by another tts-bench version sharing this store:
+                    # not damaged, so left in place (its samples count as
+                    # missing to this version, which writes its own).
+                    warnings.warn(
+                        f"shard {path.name} has schema version {version}; this tts-bench reads "
+                        f"version {SCHEMA_VERSION}, so it skips the shard (left in place)",
+                        DamagedShardWarning,
+                        stacklevel=3,
+                    )
+                    return None
+                return pf.read(columns=list(columns) if columns else None)
             except Exception as e:  # unreadable Parquet
                 problem = f"unreadable ({type(e).__name__}: {e})"
         self._quarantine(path, problem)
