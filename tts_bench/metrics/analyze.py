@@ -5,7 +5,7 @@
     analysis.tables        # name -> DataFrame (cost, frontier, fit, difficulty, arise)
 
 Everything comes from the one pool of samples: pass@k, maj@k and tokens@k
-(``curves.py``), best-of-N, weighted vote, RPC and first-finish when their
+(``curves.py``, estimated once per problem), best-of-N, weighted vote, RPC and first-finish when their
 inputs are present (``selection.py``), costs in tokens and FLOPs from the
 model's own shape (``cost.py``), the Pareto frontier of accuracy against
 cost (``pareto.py``), the coverage law exp(a k^b) (``scaling.py``), ARISE
@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .curves import bootstrap_ci, compute_curves, per_problem_estimates
+from .curves import bootstrap_ci, per_problem_estimates
 
 # Ways of turning k samples into one answer (pass@k is the oracle, not a strategy).
 SELECTION_STRATEGIES = ("maj@k", "bon@k", "weighted@k", "rpc@k", "ffs@k")
@@ -43,13 +43,15 @@ def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int],
     from .selection import selection_curves
 
     ks = sorted(set(int(k) for k in ks))
-    base = compute_curves(problems, ks, n_boot=n_boot, seed=seed)
-    long = per_problem_estimates(problems, ks, seed=seed)[["problem_id", "metric", "k", "value"]]
+    # Every per-problem estimate once (pass@k, maj@k and tokens@k, then the
+    # selection metrics); the curves are their means with bootstrap CIs.
+    cols = ["problem_id", "metric", "k", "value", "method"]
     sel = selection_curves(graded, ks, seed=seed)
     ffs_cost = sel[sel["metric"] == "ffs@k"][["problem_id", "k", "tokens"]]
-    long = pd.concat([long, sel[["problem_id", "metric", "k", "value"]]], ignore_index=True)
-    extra = _aggregate(sel, n_boot=n_boot, seed=seed)
-    curves = pd.concat([base, extra], ignore_index=True)
+    estimates = pd.concat([per_problem_estimates(problems, ks, seed=seed)[cols], sel[cols]],
+                          ignore_index=True)
+    curves = _aggregate(estimates, n_boot=n_boot, seed=seed)
+    long = estimates[["problem_id", "metric", "k", "value"]]
     analysis = Analysis(curves=curves, per_problem=long)
 
     cost = _cost_table(curves, ffs_cost, problems, graded, ks, model_shape, analysis.notes)
@@ -64,7 +66,11 @@ def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int],
 
 
 def _aggregate(per_problem: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
-    """Mean over problems with bootstrap CIs, for the selection metrics."""
+    """Mean over problems with bootstrap CIs, one row per (metric, k).
+
+    bootstrap_ci draws its resamples from (seed, P) alone, so every metric
+    gets the same resampled problem sets, as one joint bootstrap would.
+    """
     rows = []
     for metric, g in per_problem.groupby("metric", sort=False):
         wide = g.pivot(index="problem_id", columns="k", values="value").sort_index(axis=1)
