@@ -45,8 +45,10 @@ __all__ = [
     "compose",
     "compose_dict",
     "conf_dir",
+    "budget_ks",
     "expand_sweep",
     "group_options",
+    "ks_for_budget",
     "to_yaml",
 ]
 
@@ -210,10 +212,14 @@ def _validate(cfg: RunConfig) -> None:
 
 def budget_ks(cfg: RunConfig) -> list[int]:
     """The k grid: budget.ks, or powers of two up to n plus n itself."""
-    if cfg.budget.ks:
-        return sorted(set(cfg.budget.ks))
-    ks = [2**i for i in range(64) if 2**i <= cfg.budget.n]
-    return sorted(set(ks + [cfg.budget.n]))
+    return ks_for_budget(cfg.budget)
+
+
+def ks_for_budget(budget: BudgetConfig) -> list[int]:
+    if budget.ks:
+        return sorted(set(budget.ks))
+    ks = [2**i for i in range(64) if 2**i <= budget.n]
+    return sorted(set(ks + [budget.n]))
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:

@@ -28,7 +28,7 @@ TITLES = {
 }
 
 
-def write_analysis(run_dir: Path, analysis, *, figures: bool = True) -> tuple[dict, list]:
+def write_analysis(run_dir: Path, analysis, *, draw: bool = True) -> tuple[dict, list]:
     run_dir = Path(run_dir)
     for name, table in analysis.tables.items():
         if table is not None and not table.empty:
@@ -38,7 +38,7 @@ def write_analysis(run_dir: Path, analysis, *, figures: bool = True) -> tuple[di
     atomic_write_bytes(run_dir / "per_problem_metrics.parquet", buf.getvalue())
     tables = {TITLES.get(name, name): t for name, t in analysis.tables.items()
               if t is not None and not t.empty}
-    if not figures:
+    if not draw:
         return tables, []
     plots = run_dir / "plots"
     frontier = analysis.tables.get("frontier", pd.DataFrame())

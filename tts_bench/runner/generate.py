@@ -32,7 +32,7 @@ class GenerationStats:
     errors: list[str] = field(default_factory=list)
 
 
-def _record(c: Completion, job: Job, plan: Plan, ident, dataset: str) -> dict:
+def _record(c: Completion, job: Job, plan: Plan, ident, dataset: str, params_json: str) -> dict:
     lps = c.token_logprobs
     return {
         "key": job.key,
@@ -48,7 +48,7 @@ def _record(c: Completion, job: Job, plan: Plan, ident, dataset: str) -> dict:
         "sample_index": job.sample_index,
         "base_seed": plan.base_seed,
         "seed": job.seed,
-        "params_json": _params_json(plan),
+        "params_json": params_json,
         "temperature": plan.params.temperature,
         "max_tokens": plan.params.max_tokens,
         "text": c.text,
@@ -82,6 +82,7 @@ def generate_missing(
     if not jobs:
         return stats
     ident = engine.identity()
+    params_json = _params_json(plan)
     by_slot = {(j.problem_id, j.sample_index): j for j in jobs}
     requests = to_requests(jobs, plan, batch_size)
     t0 = time.perf_counter()
@@ -103,7 +104,7 @@ def generate_missing(
                     if job is None:
                         stats.errors.append(f"engine returned unplanned sample {c.sample_index}")
                         continue
-                    records.append(_record(c, job, plan, ident, dataset))
+                    records.append(_record(c, job, plan, ident, dataset, params_json))
                     stats.completion_tokens += c.completion_tokens
                     stats.prompt_tokens += c.prompt_tokens
                 if store.write_shard(plan.model_fp, records) is not None:

@@ -27,16 +27,14 @@ from .pipeline import RunResult, _write_run_files, evaluate
 IMPORT_PARAMS = {"imported": True}
 
 
-def _check_same_texts(store: GenerationStore, fp: str, records: list[dict], model: str,
-                      path: Path) -> None:
-    """An already-stored (problem, sample index) must hold the same text.
+def _new_records(store: GenerationStore, fp: str, records: list[dict], model: str,
+                 path: Path) -> list[dict]:
+    """The records not stored yet; an already-stored one must hold the same text.
 
     Imported keys cannot cover the text (it is what is being stored), so a
     different file under the same --model would otherwise be ignored without
     a word while its scores were attached to the old texts.
     """
-    if not records:
-        return
     stored = store.read(fp, keys={r["key"] for r in records}, columns=["text"]).to_pydict()
     old = dict(zip(stored["key"], stored["text"]))
     clash = [r for r in records if old.get(r["key"], r["text"]) != r["text"]]
@@ -47,6 +45,7 @@ def _check_same_texts(store: GenerationStore, fp: str, records: list[dict], mode
             f"'{model}' (first: problem {r['problem_id']}, sample {r['sample_index']}); import them "
             f"under another --model name, nothing was changed"
         )
+    return [r for r in records if r["key"] not in old]
 
 
 def _opt_float(v) -> float | None:
@@ -123,9 +122,7 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
             "token_logprobs": None, "latency_s": None, "created_at": time.time(),
         })
     store = GenerationStore(cfg.store_dir)
-    existing = store.existing_keys(fp)
-    new = [r for r in records if r["key"] not in existing]
-    _check_same_texts(store, fp, [r for r in records if r["key"] in existing], model, path)
+    new = _new_records(store, fp, records, model, path)
     store.write_shard(fp, new)
     plan = Plan(fp, params, 0, jobs, {pid: by_id[pid] for pid in used_pids},
                 {pid: f"{task.name}:{pid}" for pid in used_pids})

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import ConfigError, RunConfig, budget_ks, to_yaml
+from ..config import ConfigError, RunConfig, to_yaml
 from ..dataset import Problem, load_problems, load_task
 from ..engines import make_engine
 from ..plan import Plan, make_plan, shard_jobs
@@ -77,12 +77,12 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> Ru
     try:
         t = time.perf_counter()
         plan = make_plan(cfg, problems, engine)
-        existing = store.existing_keys(plan.model_fp)
-        todo = shard_jobs(plan.missing(existing), cfg.shard.index, cfg.shard.count)
+        missing = plan.missing(store.existing_keys(plan.model_fp))
+        todo = shard_jobs(missing, cfg.shard.index, cfg.shard.count)
         timings["plan_s"] = time.perf_counter() - t
         _write_run_files(run_dir, cfg, plan, problems, task, engine.identity())
         if console is not None:
-            reused = len(plan.jobs) - len(plan.missing(existing))
+            reused = len(plan.jobs) - len(missing)
             console.print(
                 f"[bold]{len(plan.jobs)}[/] samples planned "
                 f"({len(problems)} problems x n={cfg.budget.n}); {reused} already stored; "
@@ -317,7 +317,7 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     timings["metrics_s"] = time.perf_counter() - t
     t = time.perf_counter()
     write_report(run_dir, graded, per_problem, analysis.curves, plot=plot)
-    tables, figures = write_analysis(run_dir, analysis, figures=plot)
+    tables, figures = write_analysis(run_dir, analysis, draw=plot)
     timings["report_s"] = time.perf_counter() - t
     _update_manifest(
         run_dir,
@@ -344,9 +344,9 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
 
 
 def cfg_ks(cfg_d: dict) -> list[int]:
+    """The k grid of a run from its manifest's config."""
+    from ..config import ks_for_budget
     from ..config.schema import BudgetConfig
 
     b = cfg_d["budget"]
-    fake = RunConfig.__new__(RunConfig)
-    fake.budget = BudgetConfig(n=int(b["n"]), ks=b.get("ks"))
-    return budget_ks(fake)
+    return ks_for_budget(BudgetConfig(n=int(b["n"]), ks=b.get("ks")))
