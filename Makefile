@@ -9,8 +9,8 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 
-install: $(PY)  ## the package, the embedded CPU engine and the dev tools
-	$(PY) -m pip install -e '.[cpu,dev]'
+install:  ## the package, the embedded CPU engine (portable llama.cpp build, smoke-tested) and the dev tools
+	VENV=$(VENV) bash scripts/install.sh
 
 run:  ## the embedded default: SmolLM2-135M on generated arithmetic, on CPU
 	$(VENV)/bin/tts-bench run

@@ -67,6 +67,8 @@ def test_sampling_kwargs_sets_every_value():
         "max_tokens": 512,
         "min_tokens": 0,
         "stop": ["</answer>", "\n\n"],
+        "stop_token_ids": [],
+        "include_stop_str_in_output": False,
         "ignore_eos": False,
         "presence_penalty": 0.0,
         "frequency_penalty": 0.0,
@@ -242,7 +244,7 @@ def test_vllm_cpu_generates_two_prompts_two_samples(engine):
 
     prompt = engine.render([Message("user", "What is 2 + 3?")])
     assert prompt.endswith("<|im_start|>assistant\n") and "What is 2 + 3?" in prompt
-    assert engine.supports_seed is False
+    assert engine.capabilities.seed is False
 
     params = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=16)
     reqs = _requests(engine, ["What is 2 + 3?", "Name a colour."], params, n=2)
@@ -299,7 +301,7 @@ def test_vllm_cpu_per_request_seed_reproduces():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
         with VLLMEngine(*_cpu_configs(per_request_seed=True)) as seeded:
-            assert seeded.supports_seed is True
+            assert seeded.capabilities.seed is True
             msgs = (Message("user", "Tell me a fact about the sea."),)
             params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=16)
             req = GenerationRequest(

@@ -16,12 +16,15 @@ import re
 from pathlib import Path
 
 from .schema import (
+    AdaptiveConfig,
     BudgetConfig,
+    BudgetForcingConfig,
     DatasetConfig,
     EngineConfig,
     LlamaCppEngineConfig,
     ModelConfig,
     OpenAIEngineConfig,
+    ReviseConfig,
     RunConfig,
     ScriptedEngineConfig,
     ShardConfig,
@@ -30,7 +33,10 @@ from .schema import (
 )
 
 __all__ = [
+    "AdaptiveConfig",
     "BudgetConfig",
+    "BudgetForcingConfig",
+    "ReviseConfig",
     "ConfigError",
     "DatasetConfig",
     "EngineConfig",
@@ -57,6 +63,9 @@ _SCHEMAS = {
     ("model", "base_model"): ModelConfig,
     ("dataset", "base_dataset"): DatasetConfig,
     ("strategy", "base_strategy"): StrategyConfig,
+    ("strategy", "base_budget_forcing"): BudgetForcingConfig,
+    ("strategy", "base_revise"): ReviseConfig,
+    ("strategy", "base_adaptive"): AdaptiveConfig,
     ("budget", "base_budget"): BudgetConfig,
     ("engine", "base_llamacpp"): LlamaCppEngineConfig,
     ("engine", "base_vllm"): VLLMEngineConfig,
@@ -129,6 +138,9 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     except Exception as e:
         raise _rewrite(e, list(overrides)) from None
     _validate(obj)
+    from ..strategies import check_capabilities
+
+    check_capabilities(obj)
     return obj
 
 
@@ -206,8 +218,38 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError(
             f"shard.index={cfg.shard.index} must be in 0..shard.count-1={cfg.shard.count - 1}"
         )
+    _validate_strategy(cfg)
     if cfg.dataset.limit is not None and cfg.dataset.limit < 1:
         raise ConfigError(f"dataset.limit must be a positive integer, got {cfg.dataset.limit}")
+
+
+def _validate_strategy(cfg: RunConfig) -> None:
+    s = cfg.strategy
+    ctx = cfg.model.context_length
+    if isinstance(s, BudgetForcingConfig):
+        b = list(s.budgets)
+        if not b or any(x < 1 for x in b) or b != sorted(set(b)):
+            raise ConfigError(f"strategy.budgets must be increasing positive token counts, got {b}")
+        if s.answer_max_tokens < 1:
+            raise ConfigError(f"strategy.answer_max_tokens must be at least 1, got {s.answer_max_tokens}")
+        if b[-1] + s.answer_max_tokens >= ctx:
+            raise ConfigError(
+                f"strategy.budgets up to {b[-1]} plus strategy.answer_max_tokens={s.answer_max_tokens} "
+                f"leave no room for the prompt in model.context_length={ctx}; lower the budgets "
+                f"or raise model.context_length"
+            )
+        if s.max_extensions < 0:
+            raise ConfigError(f"strategy.max_extensions must be >= 0, got {s.max_extensions}")
+        if s.max_extensions and not s.extend_with:
+            raise ConfigError("strategy.max_extensions > 0 needs strategy.extend_with (e.g. Wait)")
+    elif isinstance(s, ReviseConfig):
+        if s.depth < 1 or s.context < 1:
+            raise ConfigError(f"strategy.depth and strategy.context must be >= 1, got {s.depth}, {s.context}")
+    elif isinstance(s, AdaptiveConfig):
+        if not 0.5 < s.confidence < 1:
+            raise ConfigError(f"strategy.confidence must be in (0.5, 1), got {s.confidence}")
+        if s.round_size < 1:
+            raise ConfigError(f"strategy.round_size must be >= 1, got {s.round_size}")
 
 
 def budget_ks(cfg: RunConfig) -> list[int]:

@@ -59,6 +59,47 @@ class StrategyConfig:
 
 
 @dataclass
+class BudgetForcingConfig(StrategyConfig):
+    """s1 budget forcing: cap the thinking at each budget (or extend it with "Wait").
+
+    The whole grid shares one thinking generation per sample; each budget
+    adds one short forced-answer call. Budgets count model tokens.
+    """
+
+    name: str = "budget-forcing"
+    budgets: List[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])
+    think_open: str = ""  # text the assistant turn starts with (e.g. "<think>\n") if the template lacks it
+    think_close: Optional[str] = None  # end-of-thinking token ("</think>"); None: EOS ends thinking
+    answer_cue: str = "Final Answer:"  # appended after end-of-thinking to force the answer
+    answer_max_tokens: int = 64
+    extend_with: str = "Wait"  # appended where the model ends thinking early and extensions remain
+    max_extensions: int = 0  # how many early ends to suppress (s1: 2, 4, 6)
+
+
+@dataclass
+class ReviseConfig(StrategyConfig):
+    """Sequential revisions (Snell et al. 2024): each attempt sees the chain's previous ones."""
+
+    name: str = "revise"
+    depth: int = 4  # attempts per chain (the first one included)
+    context: int = 4  # previous attempts shown to a revision
+    revise_prompt: str = (
+        "Review your previous answer for mistakes, then write a corrected, complete solution "
+        "and state the final answer."
+    )
+
+
+@dataclass
+class AdaptiveConfig(StrategyConfig):
+    """Adaptive consistency (Aggarwal et al. 2023): sample in rounds, stop once the vote is settled."""
+
+    name: str = "adaptive"
+    confidence: float = 0.95  # stop when P(leader is the majority) >= this (Beta rule)
+    round_size: int = 1  # samples added per round
+    compare_fixed: bool = True  # also draw the first ceil(mean) samples everywhere: fixed-n at equal budget
+
+
+@dataclass
 class BudgetConfig:
     """Samples per problem and the k grid every metric is reported at."""
 
@@ -142,7 +183,7 @@ class ShardConfig:
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    strategy: Any = field(default_factory=StrategyConfig)  # one of the *Config strategy classes
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     engine: Any = MISSING  # one of the *EngineConfig classes, chosen by the engine group
     shard: ShardConfig = field(default_factory=ShardConfig)

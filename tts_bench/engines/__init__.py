@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..config import ConfigError
 from .base import (
+    Capabilities,
     Completion,
     Engine,
     GenerationRequest,
@@ -21,6 +22,8 @@ from .base import (
 
 __all__ = [
     "ENGINES",
+    "Capabilities",
+    "engine_capabilities",
     "Completion",
     "Engine",
     "GenerationRequest",
@@ -70,3 +73,25 @@ def make_engine(engine_cfg, model_cfg) -> Engine:
             f"unknown engine '{engine_cfg.name}'. Valid choices: {', '.join(sorted(ENGINES))}"
         )
     return entry[0](engine_cfg, model_cfg)
+
+
+def engine_capabilities(engine_cfg) -> Capabilities:
+    """What the configured engine can do, from its config alone (no model loads)."""
+    name = engine_cfg.name
+    if name == "llamacpp":
+        from .llamacpp import LlamaCppEngine
+
+        return LlamaCppEngine.capabilities
+    if name == "scripted":
+        from .scripted import ScriptedEngine
+
+        return ScriptedEngine.capabilities
+    if name == "vllm":
+        from .vllm_engine import capabilities_for
+
+        return capabilities_for(engine_cfg)
+    if name == "openai":
+        from .openai_http import capabilities_for
+
+        return capabilities_for(engine_cfg)
+    raise ConfigError(f"unknown engine '{name}'. Valid choices: {', '.join(sorted(ENGINES))}")

@@ -15,12 +15,26 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import random
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..config import ConfigError, LlamaCppEngineConfig, ModelConfig
-from .base import Completion, GenerationRequest, Message, ModelIdentity, sha256_file
+from .base import (
+    STOP_EOS,
+    STOP_LENGTH,
+    STOP_STRING,
+    STOP_TOKEN,
+    Capabilities,
+    Completion,
+    GenerationRequest,
+    Message,
+    ModelIdentity,
+    finish_reason_of,
+    match_stop_string,
+    sha256_file,
+)
 
 
 def resolve_model_path(path: str) -> Path:
@@ -62,7 +76,7 @@ def _default_threads() -> int:
 
 class LlamaCppEngine:
     name = "llamacpp"
-    supports_seed = True
+    capabilities = Capabilities(seed=True, prefix=True, token_ids=True, logprobs=True, min_tokens=True)
 
     def __init__(self, engine_cfg: LlamaCppEngineConfig, model_cfg: ModelConfig):
         try:
@@ -120,50 +134,102 @@ class LlamaCppEngine:
         resp = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
         return resp.prompt
 
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of assistant text: no BOS; special-token text maps to its id."""
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Completion]]:
         if any(r.params.logprobs for r in requests) and not self._logits_all:
             del self._llm
             self._llm = self._load(logits_all=True)
         for req in requests:
-            p = req.params
-            prompt_ids = self._prompt_ids(req.prompt)
+            ids = self._prompt_ids(req.prompt)
+            if req.prefix_ids is not None:
+                ids = ids + list(req.prefix_ids)
+            elif req.prefix:
+                ids = ids + self.tokenize(req.prefix)
             for idx, seed in zip(req.sample_indices, req.seeds):
-                t0 = time.perf_counter()
-                out = self._llm.create_completion(
-                    prompt_ids,
-                    max_tokens=p.max_tokens,
-                    temperature=p.temperature,
-                    top_p=p.top_p,
-                    top_k=p.top_k if p.top_k > 0 else 0,  # 0: whole vocabulary
-                    min_p=p.min_p,
-                    typical_p=1.0,
-                    repeat_penalty=1.0,
-                    frequency_penalty=0.0,
-                    presence_penalty=0.0,
-                    tfs_z=1.0,
-                    mirostat_mode=0,
-                    stop=list(p.stop) or None,
-                    seed=seed if seed is not None else -1,
-                    logprobs=1 if p.logprobs else None,
-                )
-                choice = out["choices"][0]
-                usage = out["usage"]
-                lps = None
-                if p.logprobs and choice.get("logprobs"):
-                    lps = [float(x) for x in choice["logprobs"]["token_logprobs"]
-                           if x is not None and math.isfinite(x)]
-                yield [
-                    Completion(
-                        request_id=req.request_id,
-                        sample_index=idx,
-                        text=choice["text"],
-                        prompt_tokens=int(usage["prompt_tokens"]),
-                        completion_tokens=int(usage["completion_tokens"]),
-                        finish_reason=choice.get("finish_reason") or "stop",
-                        latency_s=time.perf_counter() - t0,
-                        token_logprobs=lps,
-                    )
-                ]
+                yield [self._sample(req, ids, idx, seed)]
+
+    def _sample(self, req: GenerationRequest, ids: list[int], idx: int, seed: int | None) -> Completion:
+        """One sample, token by token, with exactly the sampler create_completion builds.
+
+        Decoding here instead of in create_completion gives the token ids and
+        the real stop reason (EOS, a stop token id, a stop string, the length
+        cap), and lets min_tokens hold EOS back; the same seed samples the
+        same tokens as create_completion does.
+        """
+        llama_cpp = self._llama_cpp
+        llm = self._llm
+        p = req.params
+        t0 = time.perf_counter()
+        llm.set_seed(seed if seed is not None else random.Random().randint(0, 2**31 - 1))
+        vocab = llm._model.vocab
+        held = list(dict.fromkeys([llm.token_eos(), *p.stop_token_ids]))
+        out: list[int] = []
+
+        def hold_back(_input_ids, scores):
+            if len(out) < p.min_tokens:
+                scores[held] = -math.inf
+            return scores
+
+        processors = None
+        if p.min_tokens > 0:
+            processors = llama_cpp.LogitsProcessorList([hold_back])
+        stop_reason, stop_string = STOP_LENGTH, None
+        text = ""
+        if p.max_tokens > 0:
+            for tok in llm.generate(
+                ids,
+                top_k=p.top_k if p.top_k > 0 else 0,  # 0: whole vocabulary
+                top_p=p.top_p,
+                min_p=p.min_p,
+                typical_p=1.0,
+                temp=p.temperature,
+                repeat_penalty=1.0,
+                frequency_penalty=0.0,
+                presence_penalty=0.0,
+                tfs_z=1.0,
+                mirostat_mode=0,
+                logits_processor=processors,
+            ):
+                if not p.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, tok):
+                    stop_reason = STOP_EOS
+                    break
+                if tok in p.stop_token_ids:
+                    stop_reason, stop_string = STOP_TOKEN, str(tok)
+                    break
+                out.append(tok)
+                if p.stop:
+                    so_far = llm.detokenize(out, prev_tokens=ids).decode("utf-8", "ignore")
+                    cut, which = match_stop_string(so_far, p.stop)
+                    if which is not None:
+                        stop_reason, stop_string = STOP_STRING, which
+                        text = cut + (which if p.include_stop_str_in_output else "")
+                        break
+                if len(out) >= p.max_tokens:
+                    break
+        if stop_reason != STOP_STRING:
+            text = llm.detokenize(out, prev_tokens=ids).decode("utf-8", "ignore")
+        lps = None
+        if p.logprobs and out:
+            n0 = len(ids) - 1  # logits at position i predict token i + 1
+            rows = llm.scores[n0 : n0 + len(out), :]
+            lp = llm.logits_to_logprobs(rows)
+            lps = [float(lp[i, t]) for i, t in enumerate(out) if math.isfinite(lp[i, t])]
+        return Completion(
+            request_id=req.request_id,
+            sample_index=idx,
+            text=text,
+            prompt_tokens=len(ids),
+            completion_tokens=len(out),
+            finish_reason=finish_reason_of(stop_reason),
+            latency_s=time.perf_counter() - t0,
+            token_logprobs=lps,
+            token_ids=out,
+            stop_reason=stop_reason,
+            stop_string=stop_string,
+        )
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of the rendered prompt, with exactly one BOS where the model wants one.

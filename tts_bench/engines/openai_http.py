@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from tts_bench.config.schema import ModelConfig, OpenAIEngineConfig
 from tts_bench.engines.base import (
+    Capabilities,
     Completion,
     GenerationRequest,
     Message,
@@ -76,6 +77,11 @@ _MODEL_ENTRY_FIELDS = ("id", "owned_by", "root", "parent")
 _DONE = object()
 
 
+def capabilities_for(engine_cfg: OpenAIEngineConfig) -> Capabilities:
+    """Seeds are sent per sample (honouring them is the server's business); logprobs come back."""
+    return Capabilities(seed=True, prefix=False, token_ids=False, logprobs=True, min_tokens=False)
+
+
 class OpenAIEngineError(RuntimeError):
     """A request to the OpenAI-compatible server failed (text never holds the API key)."""
 
@@ -84,7 +90,10 @@ class OpenAIEngine:
     """Engine protocol over an OpenAI-compatible ``/chat/completions`` or ``/completions``."""
 
     name = "openai"
-    supports_seed = True  # sent per sample; whether the server honours it is up to the server
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities_for(self.cfg)
 
     def __init__(self, engine_cfg: OpenAIEngineConfig, model_cfg: ModelConfig) -> None:
         if engine_cfg.concurrency < 1:

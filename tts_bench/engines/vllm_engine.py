@@ -43,6 +43,11 @@ from typing import Any
 
 from ..config import ConfigError, ModelConfig, VLLMEngineConfig
 from .base import (
+    STOP_EOS,
+    STOP_LENGTH,
+    STOP_STRING,
+    STOP_TOKEN,
+    Capabilities,
     Completion,
     GenerationRequest,
     Message,
@@ -71,9 +76,11 @@ def sampling_kwargs(params: SamplingParams, *, n: int, seed: int | None) -> dict
         "top_k": params.top_k if params.top_k > 0 else -1,
         "min_p": params.min_p,
         "max_tokens": params.max_tokens,
-        "min_tokens": 0,
+        "min_tokens": params.min_tokens,
         "stop": list(params.stop),
-        "ignore_eos": False,
+        "stop_token_ids": list(params.stop_token_ids),
+        "include_stop_str_in_output": params.include_stop_str_in_output,
+        "ignore_eos": params.ignore_eos,
         "presence_penalty": 0.0,
         "frequency_penalty": 0.0,
         "repetition_penalty": 1.0,
@@ -168,6 +175,30 @@ def plan_chunks(
     return chunks
 
 
+def capabilities_for(engine_cfg: VLLMEngineConfig) -> Capabilities:
+    """vLLM continues prompt + prefix token ids and reports ids and stop reasons."""
+    return Capabilities(seed=bool(engine_cfg.per_request_seed), prefix=True, token_ids=True,
+                        logprobs=True, min_tokens=True)
+
+
+def stop_of(finish_reason: str | None, stop_reason: Any, token_ids: list[int],
+            eos_id: int | None) -> tuple[str, str | None, list[int]]:
+    """Our stop reason, stop string, and the token ids without a terminal EOS/stop token.
+
+    vLLM's ``stop_reason`` is None for EOS, the token id for a stop token, the
+    string for a stop string; its token ids keep the EOS or stop token.
+    """
+    if finish_reason == "length":
+        return STOP_LENGTH, None, token_ids
+    if isinstance(stop_reason, str):
+        return STOP_STRING, stop_reason, token_ids
+    if isinstance(stop_reason, int):
+        ids = token_ids[:-1] if token_ids and token_ids[-1] == stop_reason else token_ids
+        return STOP_TOKEN, str(stop_reason), ids
+    ids = token_ids[:-1] if token_ids and eos_id is not None and token_ids[-1] == eos_id else token_ids
+    return STOP_EOS, None, ids
+
+
 def sampled_logprobs(token_ids: Sequence[int], logprobs: Any) -> list[float] | None:
     """The logprob of the sampled token at each position (vLLM also returns it when not top-1)."""
     if logprobs is None:
@@ -201,7 +232,7 @@ class VLLMEngine:
         self._vllm = vllm
         self.cfg = engine_cfg
         self.model_cfg = model_cfg
-        self.supports_seed = bool(engine_cfg.per_request_seed)
+        self.capabilities = capabilities_for(engine_cfg)
         self._weights_hash: str | None = None
         kw = llm_kwargs(
             engine_cfg, model_cfg, generation_config_arg=_accepts_generation_config(vllm)
@@ -236,6 +267,10 @@ class VLLMEngine:
             add_generation_prompt=True,
         )
 
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of assistant text, no special tokens added."""
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
     def _prompt_ids(self, prompt: str) -> list[int]:
         # The rendered prompt already holds the template's special tokens (BOS
         # included where the template has one); letting vLLM tokenize the text
@@ -252,7 +287,12 @@ class VLLMEngine:
             for u in chunk:
                 if u.request.prompt not in ids_cache:
                     ids_cache[u.request.prompt] = self._prompt_ids(u.request.prompt)
-                prompts.append({"prompt_token_ids": ids_cache[u.request.prompt]})
+                ids = ids_cache[u.request.prompt]
+                if u.request.prefix_ids is not None:
+                    ids = ids + list(u.request.prefix_ids)
+                elif u.request.prefix:
+                    ids = ids + self.tokenize(u.request.prefix)
+                prompts.append({"prompt_token_ids": ids})
                 kw = sampling_kwargs(u.request.params, n=len(u.positions), seed=u.seed)
                 params.append(self._vllm.SamplingParams(**kw))
             t0 = time.perf_counter()
@@ -264,6 +304,8 @@ class VLLMEngine:
                 for co in out.outputs:
                     pos = u.positions[co.index]
                     token_ids = list(co.token_ids)
+                    stop, stop_string, own_ids = stop_of(co.finish_reason, getattr(co, "stop_reason", None),
+                                                         token_ids, self._tokenizer.eos_token_id)
                     done.append(
                         Completion(
                             request_id=u.request.request_id,
@@ -271,13 +313,16 @@ class VLLMEngine:
                             text=co.text,
                             prompt_tokens=len(out.prompt_token_ids or ()),
                             completion_tokens=len(token_ids),
-                            finish_reason=co.finish_reason or "unknown",
+                            finish_reason="length" if stop == STOP_LENGTH else "stop",
                             latency_s=per_sample,
                             token_logprobs=(
                                 sampled_logprobs(token_ids, co.logprobs)
                                 if u.request.params.logprobs
                                 else None
                             ),
+                            token_ids=own_ids,
+                            stop_reason=stop,
+                            stop_string=stop_string,
                         )
                     )
             yield done

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from ..config import ConfigError, compose
 from ..dataset import load_problems, load_task
-from ..engines.base import ModelIdentity, SamplingParams
-from ..plan import Job, Plan
-from ..store import SCHEMA_VERSION, GenerationStore, sample_key
+from ..engines.base import ModelIdentity
+from ..store import ROW_VERSION, GenerationStore, sample_key
 from ..store.schema import prompt_sha
-from .generate import GenerationStats
 from .pipeline import RunResult, _write_run_files, evaluate
+from .rundir import GenerationStats
 
 IMPORT_PARAMS = {"imported": True}
 
@@ -90,7 +89,6 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
                   run_name=f"{dataset}__{model}__imported-n{n}")
     identity = ModelIdentity(f"imported:{model}", f"imported:{model}", "import", "1")
     fp = identity.fingerprint
-    params = SamplingParams(temperature=float("nan"), top_p=float("nan"), max_tokens=0)
     next_index: Counter = Counter()
     records, jobs, scores = [], [], []
     for r in rows:
@@ -100,7 +98,7 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
         prompt = f"{task.name}:{pid}"
         key = sample_key(fp, prompt, IMPORT_PARAMS, 0, None, idx)
         if idx < n:
-            jobs.append(Job(key, pid, idx, prompt, None))
+            jobs.append((pid, idx, key))
         text = str(r["text"])
         if r.get("verifier_score") is not None or r.get("step_scores") is not None:
             steps = r.get("step_scores")
@@ -108,7 +106,7 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
                            "verifier_score": _opt_float(r.get("verifier_score")),
                            "step_scores": [float(x) for x in steps] if steps is not None else None})
         records.append({
-            "key": key, "schema_version": SCHEMA_VERSION, "model_fp": fp,
+            "key": key, "schema_version": ROW_VERSION, "model_fp": fp,
             "model_id": identity.model_id, "weights_hash": identity.weights_hash,
             "engine": identity.engine, "engine_version": identity.engine_version,
             "dataset": task.name, "problem_id": pid, "prompt_sha": prompt_sha(prompt),
@@ -124,13 +122,12 @@ def import_generations(path: Path, dataset: str, model: str, overrides: list[str
     store = GenerationStore(cfg.store_dir)
     new = _new_records(store, fp, records, model, path)
     store.write_shard(fp, new)
-    plan = Plan(fp, params, 0, jobs, {pid: by_id[pid] for pid in used_pids},
-                {pid: f"{task.name}:{pid}" for pid in used_pids})
+    import pandas as pd
+
+    plan = pd.DataFrame(jobs, columns=["problem_id", "sample_index", "key"])
     run_dir = Path(cfg.runs_dir) / cfg.run_name
     _write_run_files(run_dir, cfg, plan, [by_id[p] for p in used_pids], task, identity)
     if scores:
-        import pandas as pd
-
         pd.DataFrame(scores).to_parquet(run_dir / "scores.parquet", index=False)
     else:  # scores from an earlier import of other generations must not linger
         (run_dir / "scores.parquet").unlink(missing_ok=True)

@@ -1,11 +1,13 @@
-"""One experiment end to end: plan -> generate -> collect -> grade -> metrics -> report.
+"""One experiment end to end: problems -> strategy on the call layer -> grade -> metrics -> report.
 
     result = run_experiment(compose(["dataset=gsm8k"]))   # generates what is missing
     result = regrade(Path("results/runs/<name>"))        # no engine, no generation
 
-A run directory holds what the stages after generation need (the planned
-keys, the problems' reference answers, the config), so grading and metrics
-can be redone from the store alone.
+The runner orchestrates: it loads the problems, runs the configured strategy
+(``tts_bench.strategies``) over the cached call layer (``tts_bench.calls``),
+writes the strategy's trajectories to the run directory (``rundir.py``), then
+grades, measures and reports. A run directory holds what the stages after
+generation need, so grading and metrics can be redone from it and the store.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..calls import CallLayer
 from ..config import ConfigError, RunConfig, to_yaml
 from ..dataset import Problem, load_problems, load_task
 from ..engines import make_engine
-from ..plan import Plan, make_plan, shard_jobs
 from ..store import GenerationStore
-from .generate import GenerationStats, generate_missing
+from ..strategies import AnswerReader, StrategyProblem, make_strategy
+from .rundir import GenerationStats, RunDir, write_parquet
 
 # Columns of the store a graded-sample table needs (text for extraction).
 SAMPLE_COLUMNS = ["key", "text", "prompt_tokens", "completion_tokens", "finish_reason",
@@ -62,6 +65,11 @@ def run_name(cfg: RunConfig) -> str:
     return f"{cfg.dataset.name}__{cfg.model.name}__{cfg.strategy.name}-n{cfg.budget.n}__{h}"
 
 
+def shard_of(text: str, count: int) -> int:
+    """Deterministic split by a sha256-hex prefix: every process computes the same partition."""
+    return int(text[:8], 16) % count
+
+
 def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> RunResult:
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -69,71 +77,97 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> Ru
     problems = load_problems(cfg.dataset, cfg.model.system_prompt)
     timings["load_problems_s"] = time.perf_counter() - t
 
+    strat = make_strategy(cfg, AnswerReader(task.extractor))
+    # The strategy sees problems without their reference answers.
+    views = [StrategyProblem(p.id, p.messages) for p in problems]
+    count, index = cfg.shard.count, cfg.shard.index
+    in_shard = None
+    if count > 1 and strat.shard_by == "problem":
+        views = [v for v in views if shard_of(hashlib.sha256(v.id.encode()).hexdigest(), count) == index]
+    elif count > 1:
+        def in_shard(key: str) -> bool:
+            return shard_of(key, count) == index
+
     t = time.perf_counter()
     engine = make_engine(cfg.engine, cfg.model)
     timings["engine_init_s"] = time.perf_counter() - t
     store = GenerationStore(cfg.store_dir)
-    run_dir = Path(cfg.runs_dir) / run_name(cfg)
+    rd = RunDir(Path(cfg.runs_dir) / run_name(cfg))
+    bar = _Progress(enabled=progress)
+    gen = GenerationStats()
+    t0 = time.perf_counter()
+    trajectories = None
     try:
         t = time.perf_counter()
-        plan = make_plan(cfg, problems, engine)
-        missing = plan.missing(store.existing_keys(plan.model_fp))
-        todo = shard_jobs(missing, cfg.shard.index, cfg.shard.count)
+        layer = CallLayer(engine, store, base_seed=int(cfg.strategy.seed), dataset=cfg.dataset.name,
+                          batch_size=cfg.engine.batch_size, progress=bar, in_shard=in_shard)
+        plan = strat.calls(views) if strat.shard_by == "key" else None
+        _write_run_files(rd.path, cfg, _plan_frame(plan, layer), problems, task, engine.identity())
         timings["plan_s"] = time.perf_counter() - t
-        _write_run_files(run_dir, cfg, plan, problems, task, engine.identity())
         if console is not None:
-            reused = len(plan.jobs) - len(missing)
-            console.print(
-                f"[bold]{len(plan.jobs)}[/] samples planned "
-                f"({len(problems)} problems x n={cfg.budget.n}); {reused} already stored; "
-                f"{len(todo)} to generate"
-                + (f" (shard {cfg.shard.index}/{cfg.shard.count})" if cfg.shard.count > 1 else "")
-            )
-        gen = generate_missing(plan, todo, engine, store, batch_size=cfg.engine.batch_size,
-                               dataset=cfg.dataset.name, progress=progress)
-        timings["generate_s"] = gen.seconds
+            line = strat.describe(views, layer)
+            if count > 1:
+                line += f" (shard {index}/{count})"
+            console.print(line)
+        try:
+            with bar:
+                trajectories = strat.run(views, layer)
+        except KeyboardInterrupt:
+            gen.interrupted = True
+        st = layer.stats
+        gen = dataclasses.replace(
+            gen, planned=st.requested, cached=st.cached, generated=st.generated,
+            completion_tokens=st.completion_tokens, prompt_tokens=st.prompt_tokens,
+            engine_seconds=st.engine_seconds, shards_written=st.shards_written,
+            engine_calls=st.engine_calls, errors=list(st.errors))
     finally:
+        gen.seconds = time.perf_counter() - t0
         engine.close()
+    timings["generate_s"] = gen.seconds
+    if trajectories is not None:
+        rd.write_trajectories([tr.row() for tr in trajectories], (index, count))
+    rd.add_invocation({"shard": [index, count], "generation": dataclasses.asdict(gen)})
     if store.quarantined and console is not None:
         console.print(f"[yellow]{len(store.quarantined)} damaged shard(s) quarantined; "
                       "their samples were regenerated or will be on the next run[/]")
-    result = RunResult(run_dir, None, gen, timings)
+    result = RunResult(rd.path, None, gen, timings)
     if gen.interrupted:
         result.complete = False
-        _update_manifest(run_dir, {"generation": dataclasses.asdict(gen), "timings": timings})
+        rd.update({"generation": dataclasses.asdict(gen), "timings": timings})
         return result
-    evaluated = evaluate(run_dir, cfg=cfg, timings=timings, gen=gen, console=console)
-    return evaluated
+    return evaluate(rd.path, cfg=cfg, timings=timings, gen=gen, console=console)
+
+
+def _plan_frame(calls, layer: CallLayer) -> pd.DataFrame | None:
+    """The sample keys of a key-sharded strategy (parallel), known before anything runs."""
+    if calls is None:
+        return None
+    rows = [(c.problem_id, i, k) for c in calls for i, _, k in layer.slots(c)]
+    return pd.DataFrame(rows, columns=["problem_id", "sample_index", "key"])
 
 
 # -- run directory ----------------------------------------------------------
 
 
-def _write_run_files(run_dir: Path, cfg: RunConfig, plan: Plan, problems: list[Problem],
+def _write_run_files(run_dir: Path, cfg: RunConfig, plan: pd.DataFrame | None, problems: list[Problem],
                      task, identity) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    jobs = pd.DataFrame(
-        {
-            "problem_id": [j.problem_id for j in plan.jobs],
-            "sample_index": [j.sample_index for j in plan.jobs],
-            "key": [j.key for j in plan.jobs],
-        }
-    )
-    _write_parquet(run_dir / "plan.parquet", jobs)
-    _write_parquet(run_dir / "problems.parquet", pd.DataFrame(
+    if plan is not None:
+        write_parquet(run_dir / "plan.parquet", plan)
+    write_parquet(run_dir / "problems.parquet", pd.DataFrame(
         {
             "problem_id": [p.id for p in problems],
             "answer": [p.answer for p in problems],
             "level": [p.meta.get("level") for p in problems],
         }
     ).astype({"level": "object"}))
-    _update_manifest(
-        run_dir,
+    RunDir(run_dir).update(
         {
             "run_name": run_dir.name,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+            "strategy": cfg.strategy.name,
             "task": {"name": task.name, "extractor": task.extractor, "grader": task.grader},
             "model": dataclasses.asdict(identity) | {"fingerprint": identity.fingerprint},
             "store_dir": str(Path(cfg.store_dir).resolve()),
@@ -160,34 +194,12 @@ def _model_shape(cfg: RunConfig, identity) -> dict | None:
         return None
 
 
-def _write_parquet(path: Path, df: pd.DataFrame) -> None:
-    """Atomically: another shard process may be reading the run directory."""
-    import io
-
-    from ..store import atomic_write_bytes
-
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _update_manifest(run_dir: Path, fields: dict) -> None:
-    from ..store import atomic_write_bytes
-
-    path = run_dir / "manifest.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data.update(fields)
-    atomic_write_bytes(path, json.dumps(data, indent=2, default=str).encode())
+    RunDir(run_dir).update(fields)
 
 
 def read_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / "manifest.json"
-    if not path.is_file():
-        raise ConfigError(
-            f"{run_dir} is not a run directory (no manifest.json); "
-            f"runs live under results/runs/ — see `tts-bench cache`"
-        )
-    return json.loads(path.read_text())
+    return RunDir(run_dir).read_manifest()
 
 
 def _versions(identity) -> dict:
@@ -224,13 +236,37 @@ def _git_commit() -> str | None:
 
 
 def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str) -> tuple[pd.DataFrame, int]:
-    """The run's planned samples joined with the store; returns (samples, missing)."""
-    plan = pd.read_parquet(run_dir / "plan.parquet")
-    table = store.read(model_fp, keys=set(plan["key"]), columns=SAMPLE_COLUMNS)
-    stored = table.to_pandas()
-    samples = plan.merge(stored, on="key", how="inner")
-    missing = len(plan) - len(samples)
-    return samples.sort_values(["problem_id", "sample_index"], kind="stable").reset_index(drop=True), missing
+    """The run's graded units (one row per trajectory) and how many are missing.
+
+    A run with ``plan.parquet`` (a key-sharded strategy such as parallel, an
+    import, or a run written before trajectories existed) is joined with the
+    store by key, so shard processes' samples all count; otherwise the
+    strategy's trajectories are read, and a problem with none is missing.
+    Every row has ``level`` (budget, depth, or 0) and ``main`` (part of the
+    main pass@k/maj@k analysis).
+    """
+    rd = RunDir(run_dir)
+    plan_path = Path(run_dir) / "plan.parquet"
+    if plan_path.is_file():
+        plan = pd.read_parquet(plan_path)
+        table = store.read(model_fp, keys=set(plan["key"]), columns=SAMPLE_COLUMNS)
+        stored = table.to_pandas()
+        samples = plan.merge(stored, on="key", how="inner")
+        missing = len(plan) - len(samples)
+        samples["level"] = 0
+        samples["main"] = True
+        samples["trajectory"] = samples["sample_index"]
+        samples = samples.sort_values(["problem_id", "sample_index"], kind="stable")
+        return samples.reset_index(drop=True), missing
+    traj = rd.read_trajectories()
+    problems = pd.read_parquet(Path(run_dir) / "problems.parquet")
+    if traj is None:
+        return pd.DataFrame(columns=["problem_id", "sample_index", "key", "level", "main"]), len(problems)
+    missing = int((~problems["problem_id"].isin(set(traj["problem_id"]))).sum())
+    manifest = rd.read_manifest()
+    traj["temperature"] = float(manifest["config"]["strategy"].get("temperature", float("nan")))
+    traj = traj.sort_values(["level", "problem_id", "trajectory"], kind="stable").reset_index(drop=True)
+    return traj, missing
 
 
 SCORE_COLUMNS = ["verifier_score", "step_scores"]
@@ -293,6 +329,60 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     return result
 
 
+class _Progress:
+    """Rich progress bar: samples, tokens/s, ETA; the total grows as a strategy plans rounds."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.total = 0
+        self.tokens = 0
+        self.t0 = time.perf_counter()
+        self._p = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._p = Progress(
+                TextColumn("[bold]generating"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("samples"),
+                TextColumn("{task.fields[tps]:>7.1f} tok/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._p.__enter__()
+            self._task = self._p.add_task("gen", total=0, tps=0.0)
+        return self
+
+    def add_total(self, samples: int) -> None:
+        self.total += samples
+        if self._p is not None:
+            self._p.update(self._task, total=self.total)
+
+    def advance(self, samples: int, tokens: int) -> None:
+        self.tokens += tokens
+        if self._p is not None:
+            dt = max(time.perf_counter() - self.t0, 1e-9)
+            self._p.update(self._task, advance=samples, tps=self.tokens / dt)
+
+    def __exit__(self, *exc):
+        if self._p is not None:
+            self._p.__exit__(*exc)
+            self._p = None
+        return False
+
+
 def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | None = None,
                        n_boot: int | None = None, plot: bool | None = None) -> pd.DataFrame:
     """Graded samples -> every metric and analysis -> run-directory files and report.html.
@@ -309,15 +399,31 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     cfg_d = manifest["config"]
     timings = timings if timings is not None else {}
     plot = bool(cfg_d.get("plot", True)) if plot is None else plot
+    boot = int(n_boot if n_boot is not None else cfg_d.get("bootstrap", 1000))
     t = time.perf_counter()
-    per_problem = reduce_per_problem(graded)
-    analysis = analyze_run(graded, per_problem, cfg_ks(cfg_d), model_shape=manifest.get("model_shape"),
-                           n_boot=int(n_boot if n_boot is not None else cfg_d.get("bootstrap", 1000)),
-                           seed=0)
+    # The main pool (parallel's samples, the largest budget, the final depth,
+    # adaptive's fixed-n comparison) gets every pass@k/maj@k analysis; every
+    # level gets the strategy's own tables.
+    main = graded[graded["main"].astype(bool)] if "main" in graded.columns else graded
+    per_problem = reduce_per_problem(main)
+    n_min = int(main.groupby("problem_id").size().min()) if len(main) else 1
+    ks = [k for k in cfg_ks(cfg_d) if k <= n_min] or [n_min]
+    ks = sorted(set(ks) | {n_min})
+    analysis = analyze_run(main, per_problem, ks, model_shape=manifest.get("model_shape"),
+                           n_boot=boot, seed=0)
+    from ..metrics.strategies import TITLES as STRATEGY_TITLES
+    from ..metrics.strategies import strategy_tables
+
+    own = strategy_tables(manifest.get("strategy") or cfg_d["strategy"]["name"], graded, cfg_d, n_boot=boot)
     timings["metrics_s"] = time.perf_counter() - t
     t = time.perf_counter()
     write_report(run_dir, graded, per_problem, analysis.curves, plot=plot)
     tables, figures = write_analysis(run_dir, analysis, draw=plot)
+    from ..store import atomic_write_bytes
+
+    for name, table in own.items():
+        atomic_write_bytes(Path(run_dir) / "analysis" / f"{name}.csv", table.to_csv(index=False).encode())
+    tables = {**{STRATEGY_TITLES[name]: t for name, t in own.items()}, **tables}
     timings["report_s"] = time.perf_counter() - t
     _update_manifest(
         run_dir,
@@ -326,10 +432,10 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
             "analysis_notes": analysis.notes,
             "totals": {
                 "problems": int(per_problem.shape[0]),
-                "samples": int(graded.shape[0]),
-                "prompt_tokens": int(graded["prompt_tokens"].sum()),
-                "completion_tokens": int(graded["completion_tokens"].sum()),
-                "truncated": int((graded["finish_reason"] == "length").sum()),
+                "samples": int(main.shape[0]),
+                "prompt_tokens": int(main["prompt_tokens"].sum()),
+                "completion_tokens": int(main["completion_tokens"].sum()),
+                "truncated": int((main["finish_reason"] == "length").sum()),
             },
         },
     )

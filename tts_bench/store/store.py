@@ -35,7 +35,7 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import ARROW_SCHEMA, SCHEMA_VERSION
+from .schema import ARROW_SCHEMA, ROW_VERSION, conform
 
 
 class DamagedShardWarning(UserWarning):
@@ -91,9 +91,10 @@ class GenerationStore:
     def write_shard(self, model_fp: str, records: Sequence[dict] | pa.Table) -> Path | None:
         """Persist records (dicts or a Table) as one new shard; returns its path."""
         if isinstance(records, pa.Table):
-            table = records.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA)
+            table = conform(records)
         else:
-            table = pa.Table.from_pylist(list(records), schema=ARROW_SCHEMA)
+            table = pa.Table.from_pylist([r if isinstance(r, dict) else r.row() for r in records],
+                                         schema=ARROW_SCHEMA)
         if table.num_rows == 0:
             return None
         buf = io.BytesIO()
@@ -121,18 +122,24 @@ class GenerationStore:
                 pf = pq.ParquetFile(io.BytesIO(data))
                 meta = pf.schema_arrow.metadata or {}
                 version = int(meta.get(b"tts_bench.schema_version", b"0"))
-                if version != SCHEMA_VERSION:
-                    # Written by another tts-bench version sharing this store:
-                    # not damaged, so left in place (its samples count as
-                    # missing to this version, which writes its own).
+                if version > ROW_VERSION or version < 1:
+                    # Written by a newer tts-bench sharing this store: not
+                    # damaged, so left in place (this version cannot know what
+                    # its columns mean, so its samples count as missing here).
                     warnings.warn(
-                        f"shard {path.name} has schema version {version}; this tts-bench reads "
-                        f"version {SCHEMA_VERSION}, so it skips the shard (left in place)",
+                        f"shard {path.name} has row version {version}; this tts-bench reads "
+                        f"versions 1..{ROW_VERSION}, so it skips the shard (left in place)",
                         DamagedShardWarning,
                         stacklevel=3,
                     )
                     return None
-                return pf.read(columns=list(columns) if columns else None)
+                if version == ROW_VERSION:
+                    return pf.read(columns=list(columns) if columns else None)
+                # An older row version: its columns, the newer ones as nulls.
+                have = set(pf.schema_arrow.names)
+                want = list(columns) if columns else ARROW_SCHEMA.names
+                table = conform(pf.read(columns=[c for c in want if c in have]))
+                return table.select(want)
             except Exception as e:  # unreadable Parquet
                 problem = f"unreadable ({type(e).__name__}: {e})"
         self._quarantine(path, problem)

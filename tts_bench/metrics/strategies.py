@@ -1,0 +1,194 @@
+"""Metrics of strategies with scaling levels: budgets, revision depth, adaptive stopping.
+
+    tables = strategy_tables("budget-forcing", graded, config, n_boot=1000)
+
+``graded`` has one row per trajectory with ``level``, ``correct``,
+``answer_class`` and the token columns. Every accuracy is a mean over
+problems with a bootstrap 95% CI over problems (seeded).
+
+- ``levels``: per level, accuracy (mean over a problem's trajectories, then
+  over problems), majority vote over a problem's trajectories, and mean
+  tokens (completion, thinking, answer, extension) per trajectory.
+- ``s1`` (budget-forcing): Control (share of trajectories whose thinking is
+  within [min budget, max budget]... and never above the max), Scaling (mean
+  slope of accuracy over budget pairs, points per 1,000 thinking tokens,
+  with the mean thinking tokens per budget as x) and Performance (best
+  accuracy), via ``scaling.s1_metrics``.
+- ``revise_depth``: per depth, the last answer's accuracy and the majority
+  over the chain so far; ``revise_split``: Snell's split of a fixed number of
+  samples, chains x depth, majority over the chains' answers at that depth
+  (unbiased maj@k over the n chains).
+- ``adaptive``: accuracy of majority vote over the samples the rule kept,
+  mean samples per problem, share of the budget saved, and fixed-n majority
+  vote at the same mean budget (the first ceil(mean) samples everywhere).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .scaling import s1_metrics
+
+
+def _boot_ci(per_problem: np.ndarray, n_boot: int, seed: int = 0) -> tuple[float, float]:
+    x = np.asarray(per_problem, dtype=np.float64)
+    if x.size == 0 or n_boot <= 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    means = x[idx].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def majority_credit(classes, correct) -> float:
+    """Majority vote over one pool: 1/|ties| credit per tied-top class that is correct.
+
+    Answers with no class (nothing extracted) do not vote; no vote at all is 0.
+    """
+    votes: dict[str, list] = {}
+    for c, ok in zip(classes, correct):
+        if c is None or (isinstance(c, float) and math.isnan(c)):
+            continue
+        votes.setdefault(c, []).append(bool(ok))
+    if not votes:
+        return 0.0
+    top = max(len(v) for v in votes.values())
+    winners = [v for v in votes.values() if len(v) == top]
+    return sum(1.0 for v in winners if v[0]) / len(winners)
+
+
+def level_table(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    rows = []
+    tok_cols = [c for c in ("completion_tokens", "thinking_tokens", "answer_tokens", "extension_tokens")
+                if c in graded.columns]
+    for level, g in graded.groupby("level", sort=True):
+        acc = g.groupby("problem_id")["correct"].mean().to_numpy(dtype=float)
+        maj = np.array([majority_credit(pg["answer_class"], pg["correct"])
+                        for _, pg in g.groupby("problem_id")])
+        lo, hi = _boot_ci(acc, n_boot, seed)
+        mlo, mhi = _boot_ci(maj, n_boot, seed)
+        row = {"level": int(level), "n_problems": int(acc.size),
+               "trajectories_per_problem": float(len(g) / max(acc.size, 1)),
+               "accuracy": float(acc.mean()), "ci_low": lo, "ci_high": hi,
+               "majority": float(maj.mean()), "majority_ci_low": mlo, "majority_ci_high": mhi}
+        for c in tok_cols:
+            row[f"mean_{c}"] = float(g[c].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def s1_table(levels: pd.DataFrame, graded: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
+    runs = levels.rename(columns={"level": "budget", "mean_thinking_tokens": "thinking_tokens"})
+    m = s1_metrics(runs, x_col="thinking_tokens", accuracy_col="accuracy", budget_col="budget")
+    over = int((graded["thinking_tokens"] > max(budgets)).sum())
+    within = float(((graded["thinking_tokens"] <= graded["level"])).mean())
+    return pd.DataFrame([{
+        "control": m.control, "within_budget_share": within, "over_max_budget": over,
+        "scaling_points_per_1k_tokens": m.scaling, "performance_points": m.performance,
+        "n_budgets": m.n_runs, "n_pairs": m.n_pairs,
+    }])
+
+
+def revise_tables(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> dict[str, pd.DataFrame]:
+    from .estimators import maj_at_k  # noqa: F401  (documented estimator family)
+
+    depth_rows = []
+    g = graded.sort_values(["problem_id", "trajectory", "level"])
+    for d in sorted(g["level"].unique()):
+        at = g[g["level"] == d]
+        last = at.groupby("problem_id")["correct"].mean().to_numpy(dtype=float)
+        upto = g[g["level"] <= d]
+        chain_maj = np.array([
+            np.mean([majority_credit(cg["answer_class"], cg["correct"])
+                     for _, cg in pg.groupby("trajectory")])
+            for _, pg in upto.groupby("problem_id")])
+        lo, hi = _boot_ci(last, n_boot, seed)
+        mlo, mhi = _boot_ci(chain_maj, n_boot, seed)
+        depth_rows.append({"depth": int(d), "last_answer": float(last.mean()), "ci_low": lo, "ci_high": hi,
+                           "chain_majority": float(chain_maj.mean()), "chain_majority_ci_low": mlo,
+                           "chain_majority_ci_high": mhi,
+                           "mean_completion_tokens": float(at["completion_tokens"].mean())})
+    # Snell's split: w parallel chains of depth d (w * d samples), majority over the
+    # chains' answers at depth d, averaged over the w-subsets of the n chains exactly.
+    split_rows = []
+    n = int(g.groupby("problem_id")["trajectory"].nunique().min())
+    depths = sorted(g["level"].unique())
+    ws = sorted({2**i for i in range(12) if 2**i <= n} | {n})
+    for d in depths:
+        at = g[g["level"] == d]
+        for w in ws:
+            vals = np.array([_maj_subsets(pg["answer_class"].tolist(), pg["correct"].tolist(), w)
+                             for _, pg in at.groupby("problem_id")])
+            lo, hi = _boot_ci(vals, n_boot, seed)
+            split_rows.append({"samples": int(w * d), "chains": int(w), "depth": int(d),
+                               "majority": float(vals.mean()), "ci_low": lo, "ci_high": hi})
+    return {"revise_depth": pd.DataFrame(depth_rows),
+            "revise_split": pd.DataFrame(split_rows).sort_values(["samples", "depth"]).reset_index(drop=True)}
+
+
+def _maj_subsets(classes: list, correct: list, k: int) -> float:
+    """Mean majority credit over every k-subset of the pool (exact for small pools, else 2,000 draws)."""
+    from itertools import combinations
+
+    n = len(classes)
+    if k >= n:
+        return majority_credit(classes, correct)
+    if math.comb(n, k) <= 2000:
+        subs = combinations(range(n), k)
+    else:
+        rng = np.random.default_rng(0)
+        subs = (rng.choice(n, size=k, replace=False) for _ in range(2000))
+    vals = [majority_credit([classes[i] for i in s], [correct[i] for i in s]) for s in subs]
+    return float(np.mean(vals))
+
+
+def adaptive_table(graded: pd.DataFrame, budget_n: int, *, n_boot: int, seed: int = 0) -> pd.DataFrame:
+    from ..strategies.adaptive import ADAPTIVE_LEVEL, FIXED_LEVEL
+
+    ad = graded[graded["level"] == ADAPTIVE_LEVEL]
+    per = ad.groupby("problem_id")
+    acc = np.array([majority_credit(pg["answer_class"], pg["correct"]) for _, pg in per])
+    used = per.size().to_numpy(dtype=float)
+    lo, hi = _boot_ci(acc, n_boot, seed)
+    row = {"arm": "adaptive", "accuracy": float(acc.mean()), "ci_low": lo, "ci_high": hi,
+           "mean_samples": float(used.mean()), "max_samples": int(budget_n),
+           "saved_share": float(1 - used.sum() / (used.size * budget_n)),
+           "mean_completion_tokens": float(per["completion_tokens"].sum().mean())}
+    rows = [row]
+    fx = graded[graded["level"] == FIXED_LEVEL]
+    if len(fx):
+        fper = fx.groupby("problem_id")
+        facc = np.array([majority_credit(pg["answer_class"], pg["correct"]) for _, pg in fper])
+        flo, fhi = _boot_ci(facc, n_boot, seed)
+        k = int(fper.size().min())
+        rows.append({"arm": f"fixed n={k}", "accuracy": float(facc.mean()), "ci_low": flo, "ci_high": fhi,
+                     "mean_samples": float(fper.size().mean()), "max_samples": k, "saved_share": 0.0,
+                     "mean_completion_tokens": float(fper["completion_tokens"].sum().mean())})
+    return pd.DataFrame(rows)
+
+
+TITLES = {
+    "levels": "Accuracy per level (budget, depth or round) with 95% CIs",
+    "s1": "s1 budget forcing: Control, Scaling (points per 1k thinking tokens), Performance",
+    "revise_depth": "Sequential revisions: accuracy at every depth",
+    "revise_split": "Snell's split of samples: parallel chains x sequential depth",
+    "adaptive": "Adaptive consistency against fixed-n majority vote at the same mean budget",
+}
+
+
+def strategy_tables(strategy: str, graded: pd.DataFrame, cfg: dict, *, n_boot: int,
+                    seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The strategy's own tables (empty for parallel)."""
+    if strategy in ("parallel", None, "") or "level" not in graded.columns:
+        return {}
+    out: dict[str, pd.DataFrame] = {"levels": level_table(graded, n_boot=n_boot, seed=seed)}
+    if strategy == "budget-forcing":
+        out["s1"] = s1_table(out["levels"], graded, list(cfg["strategy"]["budgets"]))
+    elif strategy == "revise":
+        out.update(revise_tables(graded, n_boot=n_boot, seed=seed))
+    elif strategy == "adaptive":
+        out["adaptive"] = adaptive_table(graded, int(cfg["budget"]["n"]), n_boot=n_boot, seed=seed)
+    return out
