@@ -45,3 +45,116 @@ def test_seeded_samples_are_reproducible(tmp_path):
     ta = pd.read_parquet(a.run_dir / "samples.parquet")["text"].tolist()
     tb = pd.read_parquet(b.run_dir / "samples.parquet")["text"].tolist()
     assert ta == tb
+
+
+# -- budget forcing on the embedded model ------------------------------------------
+
+
+def _bf_args(tmp_path, budgets="[8,16,32]"):
+    return ["run", "--no-progress", "strategy=budget-forcing-short", f"strategy.budgets={budgets}",
+            "dataset.size=3", "budget.n=2", "bootstrap=100", "plot=false",
+            f"store_dir={tmp_path / 'store'}", f"runs_dir={tmp_path / 'runs'}"]
+
+
+def _bf_run(tmp_path, budgets="[8,16,32]", **kw):
+    from conftest import cli
+
+    cli(*_bf_args(tmp_path, budgets), cwd=tmp_path, **kw)
+    runs = sorted((tmp_path / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    m = __import__("json").loads((runs[-1] / "manifest.json").read_text())
+    return runs[-1], m["invocations"][-1]["generation"]
+
+
+def _thinking_rows(tmp_path):
+    from tts_bench.store import GenerationStore
+
+    store = GenerationStore(tmp_path / "store")
+    (fp,) = store.partitions()
+    t = store.read(fp).to_pandas()
+    return t[~t["prefix_sha"].isna()]
+
+
+def test_budget_forcing_embedded_grid_shares_generation_and_tops_up(tmp_path):
+    run, gen = _bf_run(tmp_path)
+    traj = pd.read_parquet(run / "trajectories" / "part-0-of-1.parquet")
+    assert len(traj) == 3 * 2 * 3 and (traj.thinking_tokens <= traj.level).all()
+    assert traj.thinking_tokens.max() <= 32
+    # The stored thinking of a sample never exceeds the largest budget, and tokens are real ids.
+    think = traj[traj.level == 32]
+    assert (think.thinking_tokens <= 32).all()
+    rows = _thinking_rows(tmp_path)
+    assert rows["token_ids"].map(len).eq(rows["completion_tokens"]).all()
+    assert set(rows["stop_reason"]) <= {"eos", "length", "stop_string", "stop_token"}
+    # Rerun: nothing generated.
+    _, again = _bf_run(tmp_path)
+    assert again["generated"] == 0
+    # Raise the largest budget: only continuations of capped thinking and the new answers.
+    run2, up = _bf_run(tmp_path, "[8,16,32,48]")
+    t2 = pd.read_parquet(run2 / "trajectories" / "part-0-of-1.parquet")
+    capped = int((t2[t2.level == 32].thinking_tokens == 32).sum())
+    assert up["generated"] <= 2 * capped + 6  # a segment (and maybe a Wait round) per capped trace, + answers
+    assert up["generated"] >= 6  # one answer call per sample at the new budget
+
+
+def test_budget_forcing_embedded_kill9_resumes_without_regenerating(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    ref_run, _ = _bf_run(ref)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "tts_bench", *_bf_args(work)], cwd=work,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gen_dir = work / "store" / "generations"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if gen_dir.exists() and len(list(gen_dir.glob("*/part-*.parquet"))) >= 8:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    from tts_bench.store import GenerationStore
+
+    store = GenerationStore(work / "store")
+    (fp,) = store.partitions()
+    before = set(store.existing_keys(fp))
+    assert before, "nothing was stored before the kill"
+    run, gen = _bf_run(work)
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.read_metadata(p).num_rows for p in store.shards(fp))
+    assert rows == len(store.existing_keys(fp))  # no finished call generated twice
+    assert gen["cached"] >= len(before)
+    a = pd.read_csv(ref_run / "metrics.csv")
+    b = pd.read_csv(run / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+    la = pd.read_csv(ref_run / "analysis" / "levels.csv")
+    lb = pd.read_csv(run / "analysis" / "levels.csv")
+    pd.testing.assert_frame_equal(la, lb)
+
+
+def test_arise_repeats_embedded(tmp_path):
+    from conftest import cli
+
+    args = ["run", "--no-progress", "dataset.size=4", "budget.n=2", "strategy.max_tokens=24", "plot=false",
+            "bootstrap=50", "arise.repeats=true", f"store_dir={tmp_path / 'store'}",
+            f"runs_dir={tmp_path / 'runs'}"]
+    out = cli(*args, cwd=tmp_path).stdout
+    assert "ARISE repeat 1: 4 problem(s), base seed 1" in out
+    (run,) = (tmp_path / "runs").iterdir()
+    settled = pd.read_csv(run / "analysis" / "arise_repeats.csv")
+    assert settled["runs"].between(3, 10).all()
+    traj = pd.read_parquet(run / "trajectories" / "part-0-of-1.parquet")
+    used = traj.groupby("problem_id")["repeat"].nunique()
+    assert (used >= 3).all() and used.max() <= 10
+    # Each problem reran exactly as long as one of its levels asked for it.
+    assert (used == settled.groupby("problem_id")["runs"].max().reindex(used.index)).all()
+    again = cli(*args, cwd=tmp_path).stdout
+    m = __import__("json").loads((run / "manifest.json").read_text())
+    assert m["invocations"][-1]["generation"]["generated"] == 0, again
+    assert pd.read_csv(run / "analysis" / "arise_adaptive.csv").loc[0, "problems"] == 4

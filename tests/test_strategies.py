@@ -312,3 +312,24 @@ def test_adaptive_run_ignores_the_gold(tmp_path):
         traj = pd.read_parquet(_only_run(cwd) / "trajectories" / "part-0-of-1.parquet")
         keys.append(sorted(traj.key))
     assert keys[0] == keys[1]
+
+
+# -- ARISE adaptive repeats ----------------------------------------------------------
+
+
+def test_arise_settled_runs_follow_the_rule_per_level():
+    from tts_bench.runner.arise import arise_summary, settled_runs
+
+    rows = []
+    for r in range(10):
+        rows.append(("steady", r, 1, 1.0, 100.0))  # CV 0: three repeats settle it
+        rows.append(("noisy", r, 1, float(r % 2), 100.0))  # CV(acc) = 1 > 0.5: up to ten
+        # CV(acc) of [1,0,1] is 0.71, of [1,0,1,1] 0.58, of [1,0,1,1,1] exactly 0.5: five.
+        rows.append(("late", r, 1, [1.0, 0.0, 1.0, 1.0, 1.0][r] if r < 5 else 0.0, 100.0))
+    stats = pd.DataFrame(rows, columns=["problem_id", "repeat", "level", "accuracy", "tokens"])
+    s = settled_runs(stats, min_runs=3, max_runs=10, threshold=0.5).set_index("problem_id")
+    assert s.loc["steady", "runs"] == 3 and s.loc["noisy", "runs"] == 10
+    assert s.loc["late", "runs"] == 5 and s.loc["late", "accuracy"] == pytest.approx(0.8)
+    assert s.loc["noisy", "accuracy"] == pytest.approx(0.5)
+    assert not s["need_more"].any()  # ten is the cap
+    assert arise_summary(s.reset_index()).loc[0, "max_runs"] == 10

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .schema import (
     AdaptiveConfig,
+    AriseConfig,
     BudgetConfig,
     BudgetForcingConfig,
     DatasetConfig,
@@ -34,6 +35,7 @@ from .schema import (
 
 __all__ = [
     "AdaptiveConfig",
+    "AriseConfig",
     "BudgetConfig",
     "BudgetForcingConfig",
     "ReviseConfig",
@@ -219,6 +221,14 @@ def _validate(cfg: RunConfig) -> None:
             f"shard.index={cfg.shard.index} must be in 0..shard.count-1={cfg.shard.count - 1}"
         )
     _validate_strategy(cfg)
+    a = cfg.arise
+    if a.repeats:
+        if not 1 <= a.min_runs <= a.max_runs:
+            raise ConfigError(f"arise.min_runs={a.min_runs} and arise.max_runs={a.max_runs} need "
+                              f"1 <= min_runs <= max_runs")
+        if cfg.shard.count > 1:
+            raise ConfigError("arise.repeats=true grades between repeats, so it runs in one process; "
+                              "drop shard.count or arise.repeats")
     if cfg.dataset.limit is not None and cfg.dataset.limit < 1:
         raise ConfigError(f"dataset.limit must be a positive integer, got {cfg.dataset.limit}")
 

@@ -160,6 +160,20 @@ class OpenAIEngineConfig(EngineConfig):
     # How this server spells "top_k disabled": -1 for vLLM and SGLang; the
     # llama.cpp server rejects negatives and takes 0 (engine=openai-llamacpp).
     top_k_disabled: int = -1
+    # The server honours vLLM's extra fields stop_token_ids, ignore_eos,
+    # include_stop_str_in_output and add_special_tokens (vllm serve does).
+    # llama-cpp-python's server takes min_tokens but silently ignores the
+    # others: engine=openai-llamacpp sets false, and a request needing them fails.
+    vllm_fields: bool = True
+    # Completions mode (use_chat=false) only: where the chat template is read
+    # from, so that the engine renders the exact text the model sees (and the
+    # store keys on it): a GGUF file, a Hugging Face folder (tokenizer_config.json)
+    # or "pkg:<module>/<file>". None: model.path's template if it has one, else
+    # the messages joined as plain text (then no prefix continuation).
+    chat_template: Optional[str] = None
+    # Chat mode: continue an assistant prefix with vLLM's continue_final_message
+    # (vllm serve supports it; OpenAI's own API and llama.cpp's server do not).
+    continue_final_message: bool = False
 
 
 @dataclass
@@ -180,6 +194,16 @@ class ShardConfig:
 
 
 @dataclass
+class AriseConfig:
+    """ARISE's adaptive repeats of the whole strategy per (problem, level); off by default."""
+
+    repeats: bool = False
+    min_runs: int = 3
+    max_runs: int = 10
+    threshold: float = 0.5  # add a repeat while CV(accuracy) + CV(tokens) exceeds this
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -187,6 +211,7 @@ class RunConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     engine: Any = MISSING  # one of the *EngineConfig classes, chosen by the engine group
     shard: ShardConfig = field(default_factory=ShardConfig)
+    arise: AriseConfig = field(default_factory=AriseConfig)
     store_dir: str = "results/store"  # shared generation store
     runs_dir: str = "results/runs"  # one folder per run
     run_name: Optional[str] = None  # default: derived from model/dataset/strategy/budget

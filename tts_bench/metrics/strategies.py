@@ -176,6 +176,9 @@ TITLES = {
     "revise_depth": "Sequential revisions: accuracy at every depth",
     "revise_split": "Snell's split of samples: parallel chains x sequential depth",
     "adaptive": "Adaptive consistency against fixed-n majority vote at the same mean budget",
+    "arise_repeats": "ARISE adaptive repeats per (problem, level): runs used, means, CVs",
+    "arise_adaptive": "ARISE over the levels, from the means of the adaptive repeats",
+    "strategy_cost": "Cost per level: tokens by phase, FLOPs and eFLOPs with the model's shape",
 }
 
 

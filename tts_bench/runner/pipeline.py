@@ -109,23 +109,32 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> Ru
             if count > 1:
                 line += f" (shard {index}/{count})"
             console.print(line)
+        layers = [layer]
         try:
             with bar:
-                trajectories = strat.run(views, layer)
+                trajectories = [tr.row() for tr in strat.run(views, layer)]
+                if cfg.arise.repeats:
+                    trajectories += _arise_repeats(cfg, task, problems, views, trajectories, engine,
+                                                   store, bar, layers, console)
         except KeyboardInterrupt:
             gen.interrupted = True
-        st = layer.stats
+            trajectories = None
         gen = dataclasses.replace(
-            gen, planned=st.requested, cached=st.cached, generated=st.generated,
-            completion_tokens=st.completion_tokens, prompt_tokens=st.prompt_tokens,
-            engine_seconds=st.engine_seconds, shards_written=st.shards_written,
-            engine_calls=st.engine_calls, errors=list(st.errors))
+            gen, planned=sum(la.stats.requested for la in layers),
+            cached=sum(la.stats.cached for la in layers),
+            generated=sum(la.stats.generated for la in layers),
+            completion_tokens=sum(la.stats.completion_tokens for la in layers),
+            prompt_tokens=sum(la.stats.prompt_tokens for la in layers),
+            engine_seconds=sum(la.stats.engine_seconds for la in layers),
+            shards_written=sum(la.stats.shards_written for la in layers),
+            engine_calls=sum(la.stats.engine_calls for la in layers),
+            errors=[e for la in layers for e in la.stats.errors])
     finally:
         gen.seconds = time.perf_counter() - t0
         engine.close()
     timings["generate_s"] = gen.seconds
     if trajectories is not None:
-        rd.write_trajectories([tr.row() for tr in trajectories], (index, count))
+        rd.write_trajectories(trajectories, (index, count))
     rd.add_invocation({"shard": [index, count], "generation": dataclasses.asdict(gen)})
     if store.quarantined and console is not None:
         console.print(f"[yellow]{len(store.quarantined)} damaged shard(s) quarantined; "
@@ -136,6 +145,46 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> Ru
         rd.update({"generation": dataclasses.asdict(gen), "timings": timings})
         return result
     return evaluate(rd.path, cfg=cfg, timings=timings, gen=gen, console=console)
+
+
+def _arise_repeats(cfg: RunConfig, task, problems, views, rows: list[dict], engine, store, bar,
+                   layers: list, console) -> list[dict]:
+    """Repeats 1.. of the strategy (base seed strategy.seed + r) until ARISE's rule settles."""
+    from ..config import budget_ks
+    from .arise import level_stats, settled_runs
+
+    a = cfg.arise
+    gold = {p.id: p.answer for p in problems}
+    out: list[dict] = []
+    for r in range(1, a.max_runs):
+        if r >= a.min_runs:
+            graded = _grade_rows(pd.DataFrame(rows + out), gold, task, cfg)
+            settled = settled_runs(level_stats(graded, budget_ks(cfg)), min_runs=a.min_runs,
+                                   max_runs=a.max_runs, threshold=a.threshold)
+            need = set(settled.loc[settled["need_more"] & (settled["runs"] >= r), "problem_id"])
+        else:
+            need = {v.id for v in views}
+        if not need:
+            break
+        seed = int(cfg.strategy.seed) + r
+        cfg_r = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, seed=seed))
+        strat_r = make_strategy(cfg_r, AnswerReader(task.extractor))
+        layer = CallLayer(engine, store, base_seed=seed, dataset=cfg.dataset.name,
+                          batch_size=cfg.engine.batch_size, progress=bar)
+        layers.append(layer)
+        if console is not None:
+            console.print(f"ARISE repeat {r}: {len(need)} problem(s), base seed {seed}")
+        out += [tr.row() | {"repeat": r} for tr in strat_r.run([v for v in views if v.id in need], layer)]
+    return out
+
+
+def _grade_rows(samples: pd.DataFrame, gold: dict, task, cfg: RunConfig) -> pd.DataFrame:
+    from ..grading import grade_samples
+
+    graded, _ = grade_samples(samples, gold, extractor=task.extractor, grader=task.grader,
+                              cache_dir=Path(cfg.store_dir) / "grades", workers=int(cfg.grade_workers),
+                              timeout_s=float(cfg.grade_timeout_s), retry_failed=True)
+    return graded
 
 
 def _plan_frame(calls, layer: CallLayer) -> pd.DataFrame | None:
@@ -256,7 +305,14 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str) -> tup
         samples["level"] = 0
         samples["main"] = True
         samples["trajectory"] = samples["sample_index"]
+        samples["repeat"] = 0
         samples = samples.sort_values(["problem_id", "sample_index"], kind="stable")
+        more = rd.read_trajectories()  # ARISE repeats of a key-sharded strategy
+        if more is not None and (more["repeat"] > 0).any():
+            more = more[more["repeat"] > 0].copy()
+            more["temperature"] = samples["temperature"].iloc[0] if len(samples) else float("nan")
+            samples = pd.concat([samples, more[[c for c in more.columns if c in samples.columns]]],
+                                ignore_index=True)
         return samples.reset_index(drop=True), missing
     traj = rd.read_trajectories()
     problems = pd.read_parquet(Path(run_dir) / "problems.parquet")
@@ -404,6 +460,9 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     # The main pool (parallel's samples, the largest budget, the final depth,
     # adaptive's fixed-n comparison) gets every pass@k/maj@k analysis; every
     # level gets the strategy's own tables.
+    repeats = None
+    if "repeat" in graded.columns and (graded["repeat"] > 0).any():
+        repeats, graded = graded, graded[graded["repeat"] == 0].reset_index(drop=True)
     main = graded[graded["main"].astype(bool)] if "main" in graded.columns else graded
     per_problem = reduce_per_problem(main)
     n_min = int(main.groupby("problem_id").size().min()) if len(main) else 1
@@ -415,6 +474,15 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     from ..metrics.strategies import strategy_tables
 
     own = strategy_tables(manifest.get("strategy") or cfg_d["strategy"]["name"], graded, cfg_d, n_boot=boot)
+    if repeats is not None:
+        from .arise import arise_summary, level_stats, settled_runs
+
+        a = cfg_d.get("arise", {})
+        settled = settled_runs(level_stats(repeats, cfg_ks(cfg_d)), min_runs=int(a.get("min_runs", 3)),
+                               max_runs=int(a.get("max_runs", 10)),
+                               threshold=float(a.get("threshold", 0.5)))
+        own["arise_repeats"] = settled
+        own["arise_adaptive"] = arise_summary(settled)
     timings["metrics_s"] = time.perf_counter() - t
     t = time.perf_counter()
     write_report(run_dir, graded, per_problem, analysis.curves, plot=plot)

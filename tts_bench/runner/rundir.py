@@ -125,10 +125,16 @@ class RunDir:
         if not frames:
             return None
         df = pd.concat(frames, ignore_index=True)
-        return df.drop_duplicates(["problem_id", "trajectory", "level"], keep="last").reset_index(drop=True)
+        if "repeat" not in df.columns:
+            df["repeat"] = 0
+        df["repeat"] = df["repeat"].fillna(0).astype(int)
+        df = df.drop_duplicates(["repeat", "problem_id", "trajectory", "level"], keep="last")
+        return df.reset_index(drop=True)
 
 
-TRAJECTORY_COLUMNS = ["problem_id", "trajectory", "sample_index", "level", "main", "key", "call_keys", "text",
-                      "prompt_tokens", "prefix_tokens", "completion_tokens", "thinking_tokens",
-                      "answer_tokens", "extension_tokens", "n_calls", "stop_reasons", "finish_reason",
-                      "mean_logprob", "seed", "latency_s"]
+TRAJECTORY_COLUMNS = [
+    "repeat", "problem_id", "trajectory", "sample_index", "level", "main", "key", "call_keys", "text",
+    "prompt_tokens", "prefix_tokens", "completion_tokens", "thinking_tokens", "answer_tokens",
+    "extension_tokens", "context_tokens", "n_calls", "stop_reasons", "finish_reason", "mean_logprob",
+    "seed", "latency_s",
+]

@@ -72,6 +72,7 @@ class Trajectory:
         last = self.calls[-1]
         lps = [c.mean_logprob for c in self.calls if c.mean_logprob is not None]
         return {
+            "repeat": 0,
             "problem_id": self.problem_id,
             "trajectory": self.trajectory,
             "sample_index": self.trajectory,
@@ -86,6 +87,8 @@ class Trajectory:
             "thinking_tokens": int(self.phase_tokens.get("thinking", 0)),
             "answer_tokens": int(self.phase_tokens.get("answer", last.completion_tokens)),
             "extension_tokens": int(self.phase_tokens.get("extension", 0)),
+            # The first call's input: what a single continuous generation would have read.
+            "context_tokens": self.calls[0].prompt_tokens,
             "n_calls": len(self.calls),
             "stop_reasons": [c.stop_reason for c in self.calls],
             "finish_reason": last.finish_reason,
