@@ -29,3 +29,4 @@ bench:  ## benchmarks: printed figures, not tests
 	$(PY) scripts/bench_grading.py
 	$(PY) scripts/bench_overhead.py
 	$(PY) scripts/bench_store.py
+	$(PY) scripts/bench_budget_grid.py

@@ -16,13 +16,19 @@ def cache(
     runs_dir: Path = typer.Option(Path("results/runs"), help="Where run directories are"),
     verify: bool = typer.Option(False, help="Checksum every shard (quarantines damaged ones)"),
     compact: bool = typer.Option(False, help="Merge small shards into larger ones"),
+    schema: bool = typer.Option(False, help="Print the stored fields (name, type, meaning) and exit"),
 ) -> None:
     """Show partitions (one per model), shards, samples and bytes; list runs."""
     import json
 
     from rich.table import Table
 
-    from ..store import GenerationStore
+    from ..store import KEY_VERSION, ROW_VERSION, GenerationStore, schema_doc
+
+    if schema:
+        console.print(f"call record: row version {ROW_VERSION}, key version {KEY_VERSION}", markup=False)
+        console.print(schema_doc(), markup=False, highlight=False)
+        return
 
     store = GenerationStore(store_dir)
     if verify or compact:

@@ -13,7 +13,7 @@ def list_cmd() -> None:
 
     from ..config import GROUPS, group_options
     from ..dataset import list_tasks, load_task
-    from ..engines import ENGINES
+    from ..engines import ENGINES, engine_capabilities
 
     table = Table(title="tts-bench components", show_lines=False)
     table.add_column("group")
@@ -29,9 +29,27 @@ def list_cmd() -> None:
         t = load_task(name)
         tasks.add_row(name, t.grader, t.description)
     console.print(tasks)
+    from ..strategies import STRATEGIES
+
+    strategies = Table(title="strategies (strategy.name; conf/strategy/*.yaml pick one)")
+    strategies.add_column("strategy")
+    strategies.add_column("needs from the engine")
+    strategies.add_column("what")
+    for name, cls in sorted(STRATEGIES.items()):
+        strategies.add_row(name, ", ".join(cls.needs) or "-", cls.summary)
+    console.print(strategies)
     engines = Table(title="engines")
     engines.add_column("engine")
+    engines.add_column("can")
     engines.add_column("what")
+    from ..config import compose
+
     for name, (_, what) in sorted(ENGINES.items()):
-        engines.add_row(name, what)
+        try:
+            caps = engine_capabilities(compose([f"engine={name}"]).engine)
+            can = ", ".join(n for n in caps.names() if getattr(caps, n))
+        except Exception:  # noqa: BLE001 - listing must not fail on one engine
+            can = "?"
+        engines.add_row(name, can, what)
     console.print(engines)
+

@@ -115,18 +115,28 @@ def _frontiers(run_dirs: list[Path], out: Path) -> None:
     from ..store import atomic_write_bytes
 
     runs = {}
+    names = set(SELECTION_STRATEGIES)
     for d in run_dirs:
         cost = d / "analysis" / "cost.csv"
         if not cost.is_file():
             return
         pp = pd.read_parquet(d / "per_problem.parquet")
+        curves, costs = pd.read_csv(d / "metrics.csv"), pd.read_csv(cost)
+        own = d / "analysis" / "strategy_cost.csv"
+        if own.is_file():  # a strategy's levels (budgets, depths) as points: metric = strategy, k = level
+            sc = pd.read_csv(own)
+            pts = sc.rename(columns={"strategy": "metric", "level": "k", "accuracy": "value"})
+            curves = pd.concat([curves, pts[["metric", "k", "value"]]], ignore_index=True)
+            costs = pd.concat([costs, pts[[c for c in ("metric", "k", "tokens", "flops") if c in pts]]],
+                              ignore_index=True)
+            names |= set(pts["metric"])
         runs[d.name] = {
-            "curves": pd.read_csv(d / "metrics.csv"),
-            "cost": pd.read_csv(cost),
+            "curves": curves,
+            "cost": costs,
             "per_problem": pd.read_parquet(d / "per_problem_metrics.parquet"),
             "tokens": pp.set_index("problem_id")["completion_tokens_mean"],
         }
-    points, kinetics = cross_run_frontiers(runs, strategies=SELECTION_STRATEGIES)
+    points, kinetics = cross_run_frontiers(runs, strategies=sorted(names))
     atomic_write_bytes(out / "frontier.csv", points.to_csv(index=False).encode())
     if not kinetics.empty:
         atomic_write_bytes(out / "kinetics_frontier.csv", kinetics.to_csv(index=False).encode())

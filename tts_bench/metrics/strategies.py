@@ -182,12 +182,49 @@ TITLES = {
 }
 
 
+def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None) -> pd.DataFrame:
+    """Per level: accuracy, tokens by phase, the reused prefix, FLOPs and eFLOPs per trajectory.
+
+    Tokens are what a trajectory generated (its calls' completion tokens).
+    FLOPs (Large Language Monkeys' per-token model) and Kinetics eFLOPs count
+    it as one continuous generation after its first call's input
+    (``context_tokens``): what an engine with prefix caching pays;
+    ``reread_prefix_tokens`` is the prefix re-read by later calls, which
+    prefix caching saves.
+    """
+    rows = []
+    shape = None
+    if model_shape:
+        from .model_shape import ModelShape
+
+        shape = ModelShape(**model_shape)
+    for level, g in graded.groupby("level", sort=True):
+        row = {"strategy": strategy, "level": int(level),
+               "accuracy": float(g.groupby("problem_id")["correct"].mean().mean()),
+               "tokens": float(g["completion_tokens"].mean())}
+        for c in ("thinking_tokens", "answer_tokens", "extension_tokens", "prompt_tokens"):
+            if c in g.columns:
+                row[c] = float(g[c].mean())
+        if "prefix_tokens" in g.columns:
+            row["reread_prefix_tokens"] = float(g["prefix_tokens"].mean())
+        if shape is not None and "context_tokens" in g.columns:
+            from .cost import decode_flops, kinetics_eflops, prefill_flops
+
+            ctx = g["context_tokens"].to_numpy(dtype=float)
+            gen = g["completion_tokens"].to_numpy(dtype=float)
+            row["flops"] = float((prefill_flops(shape, ctx) + decode_flops(shape, ctx, gen)).mean())
+            row["eflops"] = float(kinetics_eflops(shape, ctx, gen, 1).total.mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def strategy_tables(strategy: str, graded: pd.DataFrame, cfg: dict, *, n_boot: int,
-                    seed: int = 0) -> dict[str, pd.DataFrame]:
+                    seed: int = 0, model_shape: dict | None = None) -> dict[str, pd.DataFrame]:
     """The strategy's own tables (empty for parallel)."""
     if strategy in ("parallel", None, "") or "level" not in graded.columns:
         return {}
-    out: dict[str, pd.DataFrame] = {"levels": level_table(graded, n_boot=n_boot, seed=seed)}
+    out: dict[str, pd.DataFrame] = {"levels": level_table(graded, n_boot=n_boot, seed=seed),
+                                    "strategy_cost": strategy_cost(graded, strategy, model_shape)}
     if strategy == "budget-forcing":
         out["s1"] = s1_table(out["levels"], graded, list(cfg["strategy"]["budgets"]))
     elif strategy == "revise":

@@ -359,3 +359,31 @@ def difficulty_figure(
     ax.grid(True, axis="y", alpha=0.3)
     _legend(ax, len([g for g in groups if g is not None]))
     return _save(fig, out, title)
+
+
+def levels_figure(levels: pd.DataFrame | None, out: Path, *, x_col: str, x_label: str,
+                  title: str) -> FigureFiles | None:
+    """A strategy's accuracy (and majority vote) per level against tokens, with 95% CI bars."""
+    if _empty(levels) or x_col not in levels.columns:
+        return None
+    d = levels.sort_values(x_col)
+    fig, ax = _new_figure()
+    colors = _colors()
+    for i, (col, lo, hi, label) in enumerate([
+            ("accuracy", "ci_low", "ci_high", "accuracy (mean over samples)"),
+            ("majority", "majority_ci_low", "majority_ci_high", "majority vote")]):
+        if col not in d.columns:
+            continue
+        err = [(d[col] - d[lo]).clip(lower=0), (d[hi] - d[col]).clip(lower=0)]
+        ax.errorbar(d[x_col], d[col], yerr=err, marker=_MARKERS[i], color=colors[i], capsize=3,
+                    linewidth=1.6, markersize=4.5, label=label)
+    for _, r in d.iterrows():
+        ax.annotate(str(int(r["level"])), (r[x_col], r["accuracy"]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=7, color="0.35")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("accuracy")
+    _accuracy_ylim(ax, pd.concat([d["accuracy"], d["ci_low"], d["ci_high"]]))
+    ax.grid(True, alpha=0.3)
+    _legend(ax, 2)
+    ax.set_title("labels: level; bars: 95% CI over problems", fontsize=8, loc="right", color="0.4")
+    return _save(fig, out, title)

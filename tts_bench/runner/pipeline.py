@@ -354,6 +354,9 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     store = GenerationStore(manifest["store_dir"])
     t = time.perf_counter()
     samples, missing = collect_samples(run_dir, store, manifest["model"]["fingerprint"])
+    traj = RunDir(run_dir).read_trajectories()
+    if traj is not None:  # every shard's trajectories in one file, for readers
+        write_parquet(Path(run_dir) / "trajectories.parquet", traj)
     samples = attach_scores(run_dir, samples)
     timings["collect_s"] = time.perf_counter() - t
     result = RunResult(run_dir, None, gen, timings, missing=missing)
@@ -473,7 +476,8 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     from ..metrics.strategies import TITLES as STRATEGY_TITLES
     from ..metrics.strategies import strategy_tables
 
-    own = strategy_tables(manifest.get("strategy") or cfg_d["strategy"]["name"], graded, cfg_d, n_boot=boot)
+    own = strategy_tables(manifest.get("strategy") or cfg_d["strategy"]["name"], graded, cfg_d, n_boot=boot,
+                          model_shape=manifest.get("model_shape"))
     if repeats is not None:
         from .arise import arise_summary, level_stats, settled_runs
 
@@ -492,6 +496,16 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     for name, table in own.items():
         atomic_write_bytes(Path(run_dir) / "analysis" / f"{name}.csv", table.to_csv(index=False).encode())
     tables = {**{STRATEGY_TITLES[name]: t for name, t in own.items()}, **tables}
+    if plot and "levels" in own:
+        from ..report.figures import levels_figure
+
+        thinking = own["levels"].get("mean_thinking_tokens")
+        x_col = "mean_thinking_tokens" if thinking is not None and thinking.gt(0).any() \
+            else "mean_completion_tokens"
+        fig = levels_figure(own["levels"], Path(run_dir) / "plots" / "levels", x_col=x_col,
+                            x_label=x_col.replace("mean_", "mean ").replace("_", " ") + " per trajectory",
+                            title="Accuracy per level against tokens")
+        figures = [fig, *figures] if fig is not None else figures
     timings["report_s"] = time.perf_counter() - t
     _update_manifest(
         run_dir,
