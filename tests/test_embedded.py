@@ -158,3 +158,17 @@ def test_arise_repeats_embedded(tmp_path):
     m = __import__("json").loads((run / "manifest.json").read_text())
     assert m["invocations"][-1]["generation"]["generated"] == 0, again
     assert pd.read_csv(run / "analysis" / "arise_adaptive.csv").loc[0, "problems"] == 4
+
+
+def test_llamacpp_never_decodes_past_the_context_window(tmp_path):
+    from tts_bench.engines import make_engine
+
+    cfg = _cfg(tmp_path, "model.context_length=64", "strategy.max_tokens=600", "strategy.temperature=1.0")
+    engine = make_engine(cfg.engine, cfg.model)
+    n_ctx = engine._llm.n_ctx()  # llama.cpp rounds a small context up
+    engine.close()
+    assert n_ctx < 600
+    result = run_experiment(cfg, progress=False)  # used to fail: llama_decode returned 1
+    samples = pd.read_parquet(result.run_dir / "samples.parquet")
+    assert ((samples.prompt_tokens + samples.completion_tokens) <= n_ctx).all()
+    assert set(samples.finish_reason) <= {"stop", "length"}

@@ -4,7 +4,7 @@ Engines (each built once per module, ``h`` below):
 
 * ``scripted``: the fake engine, driven by a small JSONL script;
 * ``llamacpp``: the embedded SmolLM2-135M (marked ``model``);
-* ``openai``: OpenAIEngine as engine=openai-llamacpp composes it (completions
+* ``openai``: OpenAIEngine as engine=openai-llamacpp-completions composes it (completions
   mode over the GGUF's chat template, rendered locally) against a real
   ``python -m llama_cpp.server`` on loopback serving the same GGUF (``model``);
 * ``vllm-cpu``: VLLMEngine on the embedded model converted to a Hugging Face
@@ -118,7 +118,7 @@ def _llamacpp(request, tmp_path_factory) -> Harness:
 
 def _openai(request, tmp_path_factory) -> Harness:
     url = request.getfixturevalue("llama_server")
-    cfg = compose(["engine=openai-llamacpp", f"engine.base_url={url}", "engine.timeout_s=120",
+    cfg = compose(["engine=openai-llamacpp-completions", f"engine.base_url={url}", "engine.timeout_s=120",
                    "engine.max_retries=1", "engine.api_key_env=TTS_BENCH_CONTRACT_NO_KEY"])
     assert cfg.engine.use_chat is False and cfg.engine.chat_template == cfg.model.path
     return Harness("openai", make_engine(cfg.engine, cfg.model), engine_capabilities(cfg.engine),
@@ -170,7 +170,7 @@ def test_missing_capabilities_fail_at_compose_with_one_line():
         "prefix, token_ids. Use engine=llamacpp or engine=vllm")
     # llama.cpp's server with the template rendered here continues prefixes, but gives no ids.
     with pytest.raises(ConfigError) as e:
-        compose(["strategy=budget-forcing-short", "engine=openai-llamacpp"])
+        compose(["strategy=budget-forcing-short", "engine=openai-llamacpp-completions"])
     assert str(e.value) == (
         "strategy=budget-forcing needs an engine with prefix, token_ids; engine=openai lacks "
         "token_ids. Use engine=llamacpp or engine=vllm")

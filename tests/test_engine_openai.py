@@ -878,7 +878,7 @@ def test_llamacpp_server_logprobs(llama_server, use_chat):
 
 @pytest.mark.model
 def test_llamacpp_server_continues_a_prefix_over_the_local_template(llama_server):
-    # engine=openai-llamacpp: /completions with the GGUF's template rendered here. The
+    # engine=openai-llamacpp-completions: /completions with the GGUF's template rendered here. The
     # server then continues exactly what the embedded engine continues (greedy).
     from tts_bench.config import LlamaCppEngineConfig
     from tts_bench.engines.llamacpp import LlamaCppEngine

@@ -254,11 +254,15 @@ def test_s1_table_and_majority_credit_hand_values():
     assert majority_credit([None, "b", "b"], [True, False, False]) == 0.0
     levels = pd.DataFrame({"level": [1000, 2000, 4000], "accuracy": [0.30, 0.40, 0.45],
                            "mean_thinking_tokens": [1000, 2000, 4000]})
+    # A trace that ended on its own below the smallest budget is within control.
     graded = pd.DataFrame({"level": [1000, 2000, 4000], "thinking_tokens": [900, 2000, 3000]})
     row = s1_table(levels, graded, [1000, 2000, 4000]).iloc[0]
     assert row.scaling_points_per_1k_tokens == pytest.approx(5.8333333)
     assert row.performance_points == pytest.approx(45.0)
-    assert row.control == 1.0 and row.over_max_budget == 0 and row.within_budget_share == 1.0
+    assert row.control == 1.0 and row.over_max_budget == 0 and row.control_of_budget_means == 1.0
+    over = pd.concat([graded, pd.DataFrame({"level": [4000], "thinking_tokens": [4100]})])
+    row = s1_table(levels, over, [1000, 2000, 4000]).iloc[0]
+    assert row.control == 0.75 and row.over_max_budget == 1
 
 
 def test_level_table_accuracy_and_tokens():
@@ -333,3 +337,48 @@ def test_arise_settled_runs_follow_the_rule_per_level():
     assert s.loc["noisy", "accuracy"] == pytest.approx(0.5)
     assert not s["need_more"].any()  # ten is the cap
     assert arise_summary(s.reset_index()).loc[0, "max_runs"] == 10
+
+
+# -- review fixes: edges that used to be wrong ---------------------------------------
+
+
+def test_postponed_wait_never_pushes_thinking_over_the_next_budget(tmp_path):
+    # Budgets 4 and 5, a 3-word Wait: the early end at 3 words leaves no room for the
+    # Wait at budget 4, nor at budget 5 (5 - 3 = 2 <= 3), so thinking stays at 3.
+    script = _script(tmp_path / "s.jsonl", [("Final Answer:", ["7 <eos>"]), ("Q", ["one two three <eos>"])])
+    from tts_bench.strategies import AnswerReader, make_strategy
+
+    cfg = compose(["strategy=budget-forcing-short", "engine=scripted", f"engine.script={script}",
+                   "strategy.budgets=[4,5]", "budget.n=1", "strategy.max_extensions=1",
+                   "strategy.extend_with=w1 w2 w3"])
+    engine = make_engine(cfg.engine, cfg.model)
+    layer = CallLayer(engine, GenerationStore(tmp_path / "store"), base_seed=0, dataset="t", batch_size=8)
+    traj = make_strategy(cfg, AnswerReader("number")).run(_bf_problems()[:1], layer)
+    assert all(t.phase_tokens["thinking"] <= t.level for t in traj)
+    assert [t.phase_tokens["thinking"] for t in traj] == [3, 3]
+
+
+def test_adaptive_fixed_comparison_refuses_shards_and_runs_without_it(tmp_path):
+    with pytest.raises(ConfigError, match="strategy.compare_fixed=false with shard.count > 1"):
+        compose(["strategy=adaptive", "engine=scripted", "shard.count=2"])
+    script = _script(tmp_path / "s.jsonl", [("What is", ["4", "4", "5"])])
+    _run(tmp_path, "engine=scripted", f"engine.script={script}", "strategy=adaptive",
+         "strategy.compare_fixed=false", "dataset.size=3", "budget.n=8", "plot=false")
+    run = _only_run(tmp_path)
+    table = pd.read_csv(run / "analysis" / "adaptive.csv")
+    assert table.arm.tolist() == ["adaptive"]
+    cost = pd.read_csv(run / "analysis" / "strategy_cost.csv")
+    # Per problem: the samples the rule kept, not one sample's tokens.
+    assert cost.loc[0, "tokens"] == pytest.approx(table.loc[0, "mean_samples"] * 1.0)
+
+
+def test_report_keeps_arise_repeat_tables(tmp_path):
+    script = _script(tmp_path / "s.jsonl", [("What is", ["4", "5"])])
+    _run(tmp_path, "engine=scripted", f"engine.script={script}", "dataset.size=2", "budget.n=2",
+         "arise.repeats=true", "plot=false")
+    run = _only_run(tmp_path)
+    samples = pd.read_parquet(run / "samples.parquet")
+    assert sorted(samples["repeat"].unique()) == [0, 1, 2]  # scripted repeats settle at three
+    (run / "analysis" / "arise_repeats.csv").unlink()
+    cli("report", str(run), "--bootstrap", "50", "--no-html", cwd=tmp_path)
+    assert pd.read_csv(run / "analysis" / "arise_repeats.csv")["runs"].eq(3).all()

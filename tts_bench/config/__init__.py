@@ -260,6 +260,11 @@ def _validate_strategy(cfg: RunConfig) -> None:
             raise ConfigError(f"strategy.confidence must be in (0.5, 1), got {s.confidence}")
         if s.round_size < 1:
             raise ConfigError(f"strategy.round_size must be >= 1, got {s.round_size}")
+        if s.compare_fixed and cfg.shard.count > 1:
+            raise ConfigError(
+                "strategy.compare_fixed needs the mean samples over every problem, which one shard "
+                "process does not see; set strategy.compare_fixed=false with shard.count > 1"
+            )
 
 
 def budget_ks(cfg: RunConfig) -> list[int]:

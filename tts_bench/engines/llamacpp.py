@@ -178,7 +178,16 @@ class LlamaCppEngine:
             processors = llama_cpp.LogitsProcessorList([hold_back])
         stop_reason, stop_string = STOP_LENGTH, None
         text = ""
-        if p.max_tokens > 0:
+        # As create_completion does: never decode past the context window; the
+        # cap reads as "length".
+        n_ctx = llm.n_ctx()
+        if len(ids) >= n_ctx:
+            raise ConfigError(
+                f"prompt + prefix of {len(ids)} tokens fills model.context_length={n_ctx}; raise "
+                f"model.context_length or shorten the prompt (stored calls are kept)"
+            )
+        max_tokens = min(p.max_tokens, n_ctx - len(ids))
+        if max_tokens > 0:
             for tok in llm.generate(
                 ids,
                 top_k=p.top_k if p.top_k > 0 else 0,  # 0: whole vocabulary
@@ -207,7 +216,7 @@ class LlamaCppEngine:
                         stop_reason, stop_string = STOP_STRING, which
                         text = cut + (which if p.include_stop_str_in_output else "")
                         break
-                if len(out) >= p.max_tokens:
+                if len(out) >= max_tokens:
                     break
         if stop_reason != STOP_STRING:
             text = llm.detokenize(out, prev_tokens=ids).decode("utf-8", "ignore")

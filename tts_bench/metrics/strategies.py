@@ -9,11 +9,13 @@ problems with a bootstrap 95% CI over problems (seeded).
 - ``levels``: per level, accuracy (mean over a problem's trajectories, then
   over problems), majority vote over a problem's trajectories, and mean
   tokens (completion, thinking, answer, extension) per trajectory.
-- ``s1`` (budget-forcing): Control (share of trajectories whose thinking is
-  within [min budget, max budget]... and never above the max), Scaling (mean
-  slope of accuracy over budget pairs, points per 1,000 thinking tokens,
-  with the mean thinking tokens per budget as x) and Performance (best
-  accuracy), via ``scaling.s1_metrics``.
+- ``s1`` (budget-forcing): Control, the share of trajectories whose thinking
+  stays within its budget (a capped run may end early, so the floor is 0,
+  not the smallest budget: with capping only, s1's [a_min, a_max] window
+  over per-budget means would count an early end at the smallest budget as
+  out of control); Scaling (mean slope of accuracy over budget pairs, points
+  per 1,000 thinking tokens, with the mean thinking tokens per budget as x)
+  and Performance (best accuracy), via ``scaling.s1_metrics``.
 - ``revise_depth``: per depth, the last answer's accuracy and the majority
   over the chain so far; ``revise_split``: Snell's split of a fixed number of
   samples, chains x depth, majority over the chains' answers at that depth
@@ -82,11 +84,12 @@ def level_table(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.DataF
 
 def s1_table(levels: pd.DataFrame, graded: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
     runs = levels.rename(columns={"level": "budget", "mean_thinking_tokens": "thinking_tokens"})
-    m = s1_metrics(runs, x_col="thinking_tokens", accuracy_col="accuracy", budget_col="budget")
+    m = s1_metrics(runs, x_col="thinking_tokens", accuracy_col="accuracy", budget_col="budget",
+                   a_min=0.0, a_max=float(max(budgets)))
     over = int((graded["thinking_tokens"] > max(budgets)).sum())
     within = float(((graded["thinking_tokens"] <= graded["level"])).mean())
     return pd.DataFrame([{
-        "control": m.control, "within_budget_share": within, "over_max_budget": over,
+        "control": within, "control_of_budget_means": m.control, "over_max_budget": over,
         "scaling_points_per_1k_tokens": m.scaling, "performance_points": m.performance,
         "n_budgets": m.n_runs, "n_pairs": m.n_pairs,
     }])
@@ -190,7 +193,9 @@ def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None)
     it as one continuous generation after its first call's input
     (``context_tokens``): what an engine with prefix caching pays;
     ``reread_prefix_tokens`` is the prefix re-read by later calls, which
-    prefix caching saves.
+    prefix caching saves. Adaptive consistency answers once per problem from
+    all its samples: its accuracy is the majority vote and its costs are per
+    problem (samples x per-sample cost; prefill counted per sample).
     """
     rows = []
     shape = None
@@ -198,22 +203,28 @@ def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None)
         from .model_shape import ModelShape
 
         shape = ModelShape(**model_shape)
+    pooled = strategy == "adaptive"  # one answer per problem from all its samples: per-problem sums
     for level, g in graded.groupby("level", sort=True):
-        row = {"strategy": strategy, "level": int(level),
-               "accuracy": float(g.groupby("problem_id")["correct"].mean().mean()),
-               "tokens": float(g["completion_tokens"].mean())}
+        per = g.groupby("problem_id")
+        if pooled:
+            acc = float(np.mean([majority_credit(pg["answer_class"], pg["correct"]) for _, pg in per]))
+            scale = float(per.size().mean())  # samples per problem: per-sample means x this
+        else:
+            acc, scale = float(per["correct"].mean().mean()), 1.0
+        row = {"strategy": strategy, "level": int(level), "accuracy": acc,
+               "tokens": float(g["completion_tokens"].mean()) * scale}
         for c in ("thinking_tokens", "answer_tokens", "extension_tokens", "prompt_tokens"):
             if c in g.columns:
-                row[c] = float(g[c].mean())
+                row[c] = float(g[c].mean()) * scale
         if "prefix_tokens" in g.columns:
-            row["reread_prefix_tokens"] = float(g["prefix_tokens"].mean())
+            row["reread_prefix_tokens"] = float(g["prefix_tokens"].mean()) * scale
         if shape is not None and "context_tokens" in g.columns:
             from .cost import decode_flops, kinetics_eflops, prefill_flops
 
             ctx = g["context_tokens"].to_numpy(dtype=float)
             gen = g["completion_tokens"].to_numpy(dtype=float)
-            row["flops"] = float((prefill_flops(shape, ctx) + decode_flops(shape, ctx, gen)).mean())
-            row["eflops"] = float(kinetics_eflops(shape, ctx, gen, 1).total.mean())
+            row["flops"] = float((prefill_flops(shape, ctx) + decode_flops(shape, ctx, gen)).mean()) * scale
+            row["eflops"] = float(kinetics_eflops(shape, ctx, gen, 1).total.mean()) * scale
         rows.append(row)
     return pd.DataFrame(rows)
 

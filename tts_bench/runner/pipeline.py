@@ -463,14 +463,15 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     # The main pool (parallel's samples, the largest budget, the final depth,
     # adaptive's fixed-n comparison) gets every pass@k/maj@k analysis; every
     # level gets the strategy's own tables.
-    repeats = None
+    repeats, every = None, graded
     if "repeat" in graded.columns and (graded["repeat"] > 0).any():
         repeats, graded = graded, graded[graded["repeat"] == 0].reset_index(drop=True)
     main = graded[graded["main"].astype(bool)] if "main" in graded.columns else graded
+    if main.empty:  # e.g. adaptive without its fixed-n pool: the strategy's own rows
+        main = graded
     per_problem = reduce_per_problem(main)
     n_min = int(main.groupby("problem_id").size().min()) if len(main) else 1
     ks = [k for k in cfg_ks(cfg_d) if k <= n_min] or [n_min]
-    ks = sorted(set(ks) | {n_min})
     analysis = analyze_run(main, per_problem, ks, model_shape=manifest.get("model_shape"),
                            n_boot=boot, seed=0)
     from ..metrics.strategies import TITLES as STRATEGY_TITLES
@@ -489,7 +490,7 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
         own["arise_adaptive"] = arise_summary(settled)
     timings["metrics_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    write_report(run_dir, graded, per_problem, analysis.curves, plot=plot)
+    write_report(run_dir, every, per_problem, analysis.curves, plot=plot)  # every repeat kept
     tables, figures = write_analysis(run_dir, analysis, draw=plot)
     from ..store import atomic_write_bytes
 

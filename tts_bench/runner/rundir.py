@@ -115,6 +115,12 @@ class RunDir:
         path = self.trajectories_dir / f"part-{index}-of-{count}.parquet"
         self.trajectories_dir.mkdir(parents=True, exist_ok=True)
         write_parquet(path, pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS))
+        # Parts of another shard count are an earlier split of the same run
+        # (deterministic, so superseded once this split's parts exist): drop them
+        # so they never merge into this one's tables.
+        for old in self.trajectories_dir.glob("part-*-of-*.parquet"):
+            if not old.name.endswith(f"-of-{count}.parquet"):
+                old.unlink(missing_ok=True)
         return path
 
     def read_trajectories(self) -> pd.DataFrame | None:
@@ -134,7 +140,7 @@ class RunDir:
 
 TRAJECTORY_COLUMNS = [
     "repeat", "problem_id", "trajectory", "sample_index", "level", "main", "key", "call_keys", "text",
-    "prompt_tokens", "prefix_tokens", "completion_tokens", "thinking_tokens", "answer_tokens",
-    "extension_tokens", "context_tokens", "n_calls", "stop_reasons", "finish_reason", "mean_logprob",
-    "seed", "latency_s",
+    "prompt_tokens", "read_tokens", "prefix_tokens", "completion_tokens", "thinking_tokens",
+    "answer_tokens", "extension_tokens", "context_tokens", "n_calls", "stop_reasons", "finish_reason",
+    "mean_logprob", "seed", "latency_s",
 ]

@@ -184,6 +184,31 @@ class GenerationStore:
             table = table.filter(pc.is_in(table["key"], value_set=pa.array(list(keys), pa.string())))
         return _dedupe_by_key(table)
 
+    def key_locations(self, model_fp: str) -> dict[str, Path]:
+        """Every stored key of a partition and the shard that holds it (one scan of the key column)."""
+        where: dict[str, Path] = {}
+        for path in self.shards(model_fp):
+            t = self._load_verified(path, ["key"])
+            if t is not None:
+                for k in t.column("key").to_pylist():
+                    where.setdefault(k, path)
+        return where
+
+    def read_from(self, paths: Sequence[Path], keys: set[str], columns: Sequence[str]) -> pa.Table:
+        """The rows of ``keys`` from just these shards (verified), one row per key."""
+        import pyarrow.compute as pc
+
+        cols = list(columns) if "key" in columns else ["key", *columns]
+        value_set = pa.array(list(keys), pa.string())
+        parts = []
+        for path in paths:
+            t = self._load_verified(path, cols)
+            if t is not None and t.num_rows:
+                parts.append(t.filter(pc.is_in(t["key"], value_set=value_set)))
+        if not parts:
+            return pa.schema([ARROW_SCHEMA.field(c) for c in cols]).empty_table()
+        return _dedupe_by_key(pa.concat_tables(parts))
+
     def existing_keys(self, model_fp: str) -> set[str]:
         keys: set[str] = set()
         for t in self.iter_tables(model_fp, ["key"]):

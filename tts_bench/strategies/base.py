@@ -81,13 +81,15 @@ class Trajectory:
             "key": self.key,
             "call_keys": [c.key for c in self.calls],
             "text": self.text,
-            "prompt_tokens": sum(c.prompt_tokens for c in self.calls),
+            # The first call's input: what a single continuous generation reads
+            # (the cost tables' prompt); read_tokens counts every call's input.
+            "prompt_tokens": self.calls[0].prompt_tokens,
+            "read_tokens": sum(c.prompt_tokens for c in self.calls),
             "prefix_tokens": sum(c.prefix_tokens for c in self.calls),
             "completion_tokens": sum(c.completion_tokens for c in self.calls),
             "thinking_tokens": int(self.phase_tokens.get("thinking", 0)),
             "answer_tokens": int(self.phase_tokens.get("answer", last.completion_tokens)),
             "extension_tokens": int(self.phase_tokens.get("extension", 0)),
-            # The first call's input: what a single continuous generation would have read.
             "context_tokens": self.calls[0].prompt_tokens,
             "n_calls": len(self.calls),
             "stop_reasons": [c.stop_reason for c in self.calls],

@@ -20,7 +20,8 @@ End of thinking is a token, never a stop string: ``think_close`` (e.g.
 token id; without it the model's EOS ends the thinking (models without
 thinking tags: the response before the answer cue is the thinking). A Wait
 that does not fit in the current segment is appended at the start of the
-next one (the snapshot at this budget keeps the early end).
+next one where it fits there (the snapshot at this budget keeps the early
+end), so thinking never exceeds a budget.
 
     tts-bench run strategy=budget-forcing strategy.budgets=[512,1024,2048] model=...
     tts-bench run strategy=budget-forcing-short          # the embedded model, CPU
@@ -84,7 +85,8 @@ class BudgetForcing(Strategy):
         step = 0
         for b in budgets:
             for t in traces:
-                if t.pending_wait and not t.ended:
+                # A Wait postponed at the last budget's edge opens this segment, if it fits.
+                if t.pending_wait and not t.ended and b - len(t.ids) > len(wait_ids):
                     self._extend(t, wait_ids, s.extend_with)
             while True:
                 live = [t for t in traces if not t.ended and not t.pending_wait and len(t.ids) < b]
