@@ -382,3 +382,26 @@ def test_report_keeps_arise_repeat_tables(tmp_path):
     (run / "analysis" / "arise_repeats.csv").unlink()
     cli("report", str(run), "--bootstrap", "50", "--no-html", cwd=tmp_path)
     assert pd.read_csv(run / "analysis" / "arise_repeats.csv")["runs"].eq(3).all()
+
+
+def _invocations(path: str, who: int) -> None:
+    from tts_bench.runner import RunDir
+
+    for i in range(40):
+        RunDir(Path(path)).add_invocation({"who": who, "i": i})
+
+
+def test_manifest_writer_loses_no_update_between_processes(tmp_path):
+    import multiprocessing as mp
+
+    from tts_bench.runner import RunDir
+
+    RunDir(tmp_path).update({"run_name": "r"})
+    procs = [mp.get_context("spawn").Process(target=_invocations, args=(str(tmp_path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    inv = RunDir(tmp_path).read_manifest()["invocations"]
+    assert len(inv) == 120 and sorted({(e["who"], e["i"]) for e in inv}) == [
+        (w, i) for w in range(3) for i in range(40)]

@@ -319,8 +319,7 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str) -> tup
     if traj is None:
         return pd.DataFrame(columns=["problem_id", "sample_index", "key", "level", "main"]), len(problems)
     missing = int((~problems["problem_id"].isin(set(traj["problem_id"]))).sum())
-    manifest = rd.read_manifest()
-    traj["temperature"] = float(manifest["config"]["strategy"].get("temperature", float("nan")))
+    traj["temperature"] = float(rd.manifest().config["strategy"].get("temperature", float("nan")))
     traj = traj.sort_values(["level", "problem_id", "trajectory"], kind="stable").reset_index(drop=True)
     return traj, missing
 
@@ -347,13 +346,13 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     """Grade the run's stored samples and compute metrics and report files."""
     from ..grading import grade_samples
 
-    manifest = read_manifest(run_dir)
+    manifest = RunDir(run_dir).manifest()
     timings = dict(timings or {})
     gen = gen or GenerationStats()
-    cfg_d = manifest["config"]
-    store = GenerationStore(manifest["store_dir"])
+    cfg_d = manifest.config
+    store = GenerationStore(manifest.store_dir)
     t = time.perf_counter()
-    samples, missing = collect_samples(run_dir, store, manifest["model"]["fingerprint"])
+    samples, missing = collect_samples(run_dir, store, manifest.model_fingerprint)
     traj = RunDir(run_dir).read_trajectories()
     if traj is not None:  # every shard's trajectories in one file, for readers
         write_parquet(Path(run_dir) / "trajectories.parquet", traj)
@@ -371,9 +370,9 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     graded, gstats = grade_samples(
         samples,
         gold,
-        extractor=manifest["task"]["extractor"],
-        grader=manifest["task"]["grader"],
-        cache_dir=Path(manifest["store_dir"]) / "grades",
+        extractor=manifest.extractor,
+        grader=manifest.grader,
+        cache_dir=Path(manifest.store_dir) / "grades",
         workers=int(cfg_d.get("grade_workers", 2)),
         timeout_s=float(cfg_d.get("grade_timeout_s", 10.0)),
         # A timeout depends on the machine's load at the time: retry cached
@@ -454,8 +453,8 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     from ..report import write_report
     from ..report.analysis import write_analysis
 
-    manifest = read_manifest(run_dir)
-    cfg_d = manifest["config"]
+    manifest = RunDir(run_dir).manifest()
+    cfg_d = manifest.config
     timings = timings if timings is not None else {}
     plot = bool(cfg_d.get("plot", True)) if plot is None else plot
     boot = int(n_boot if n_boot is not None else cfg_d.get("bootstrap", 1000))
@@ -472,13 +471,12 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     per_problem = reduce_per_problem(main)
     n_min = int(main.groupby("problem_id").size().min()) if len(main) else 1
     ks = [k for k in cfg_ks(cfg_d) if k <= n_min] or [n_min]
-    analysis = analyze_run(main, per_problem, ks, model_shape=manifest.get("model_shape"),
+    analysis = analyze_run(main, per_problem, ks, model_shape=manifest.model_shape,
                            n_boot=boot, seed=0)
     from ..metrics.strategies import TITLES as STRATEGY_TITLES
     from ..metrics.strategies import strategy_tables
 
-    own = strategy_tables(manifest.get("strategy") or cfg_d["strategy"]["name"], graded, cfg_d, n_boot=boot,
-                          model_shape=manifest.get("model_shape"))
+    own = strategy_tables(manifest.strategy, graded, cfg_d, n_boot=boot, model_shape=manifest.model_shape)
     if repeats is not None:
         from .arise import arise_summary, level_stats, settled_runs
 

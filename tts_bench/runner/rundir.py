@@ -58,6 +58,45 @@ def write_parquet(path: Path, df: pd.DataFrame) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+@dataclass
+class Manifest:
+    """What the stages after generation read from ``manifest.json``, typed.
+
+    The file holds more (versions, timings, totals, analysis notes); those
+    stay in ``extra``. Runs written before ``strategy`` was recorded read it
+    from the config.
+    """
+
+    run_name: str
+    config: dict  # the composed RunConfig as JSON
+    strategy: str  # the strategy's registry name
+    task_name: str
+    extractor: str
+    grader: str
+    model_fingerprint: str  # the store partition
+    store_dir: str
+    model_shape: dict | None = None  # for FLOPs; None for fakes and imports
+    invocations: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Manifest:
+        known = {"run_name", "config", "strategy", "task", "model", "store_dir", "model_shape", "invocations"}
+        return cls(
+            run_name=data.get("run_name", ""),
+            config=data["config"],
+            strategy=data.get("strategy") or data["config"]["strategy"]["name"],
+            task_name=data["task"]["name"],
+            extractor=data["task"]["extractor"],
+            grader=data["task"]["grader"],
+            model_fingerprint=data["model"]["fingerprint"],
+            store_dir=data["store_dir"],
+            model_shape=data.get("model_shape"),
+            invocations=list(data.get("invocations") or []),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -92,6 +131,10 @@ class RunDir:
                 f"runs live under results/runs/ — see `tts-bench cache`"
             )
         return json.loads(self.manifest_path.read_text())
+
+    def manifest(self) -> Manifest:
+        """The typed view of manifest.json (a clear error if this is not a run directory)."""
+        return Manifest.from_json(self.read_manifest())
 
     def update(self, fields: dict) -> dict:
         """Merge top-level ``fields`` into the manifest under the lock; returns the new manifest."""
