@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= $(abspath ../shared/datasets)
 
-.PHONY: install run test test-slow lint bench
+.PHONY: install run test test-slow lint bench check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -20,6 +20,12 @@ test:  ## the test command CI runs (slow tier excluded)
 
 test-slow:  ## the slow tier (vLLM on CPU; needs scripts/setup_vllm_cpu.sh)
 	TTS_BENCH_DATA_DIR=$${TTS_BENCH_DATA_DIR:-$(DATA)} $(PY) -m pytest -q -m slow
+
+check:  ## the regression gate: the embedded default against its committed baseline (exit 1: regressed)
+	$(VENV)/bin/tts-bench run --no-progress
+	$(VENV)/bin/tts-bench check "$$(ls -td results/runs/arith__smollm2-135m__parallel-n8__* | head -1)" \
+	  --baseline baselines/embedded-default.json --metric pass@k:1 --metric maj@k:8 \
+	  --markdown results/check/summary.md --junit results/check/junit.xml
 
 lint:
 	$(VENV)/bin/ruff check tts_bench tests scripts
