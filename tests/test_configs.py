@@ -31,9 +31,10 @@ def test_every_yaml_composes_and_converts(group, option):
         "strategy": schema.StrategyConfig,
         "budget": schema.BudgetConfig,
         "engine": schema.EngineConfig,
+        "launcher": schema.LauncherConfig,
     }[group]
     assert isinstance(node, expected)
-    if group == "engine":
+    if group in ("engine", "launcher"):
         assert node.name == option.split("-")[0]
 
 

@@ -19,6 +19,8 @@ def run(
         False, "-m", "--multirun", help="Sweep comma-separated values (cartesian product)"
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar"),
+    generate_only: bool = typer.Option(False, "--generate-only", help="Generate and stop: no grading "
+                                       "or report (what a launcher's workers do)"),
 ) -> None:
     """Run an experiment (default: the embedded SmolLM2 model on generated arithmetic)."""
     from ..config import compose, expand_sweep
@@ -33,8 +35,21 @@ def run(
         if len(configs) > 1:
             console.rule(f"job {i + 1}/{len(configs)}: {' '.join(ov) or '(defaults)'}")
         with user_errors():
-            result = run_experiment(cfg, progress=progress, console=console)
+            if cfg.launcher.name == "gpus":
+                from ..runner.launcher import launch_gpus
+
+                result = launch_gpus(cfg, ov, progress=progress, console=console)
+            else:
+                result = run_experiment(cfg, progress=progress, console=console,
+                                        evaluate_after=not generate_only)
+        if generate_only and not result.gen.interrupted:
+            g = result.gen
+            console.print(f"generated {g.generated} samples, {g.completion_tokens} tokens; not graded "
+                          f"(--generate-only)")
+            continue
         _print_result(result)
+        if cfg.launcher.name == "gpus" and (result.gen.errors and not result.complete):
+            raise typer.Exit(1)
         if result.gen.interrupted:
             interrupted = True
             break

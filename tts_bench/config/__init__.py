@@ -22,6 +22,7 @@ from .schema import (
     BudgetForcingConfig,
     DatasetConfig,
     EngineConfig,
+    LauncherConfig,
     LlamaCppEngineConfig,
     ModelConfig,
     OpenAIEngineConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigError",
     "DatasetConfig",
     "EngineConfig",
+    "LauncherConfig",
     "LlamaCppEngineConfig",
     "ModelConfig",
     "OpenAIEngineConfig",
@@ -60,7 +62,7 @@ __all__ = [
     "to_yaml",
 ]
 
-GROUPS = ("model", "dataset", "strategy", "budget", "engine")
+GROUPS = ("model", "dataset", "strategy", "budget", "engine", "launcher")
 _SCHEMAS = {
     ("model", "base_model"): ModelConfig,
     ("dataset", "base_dataset"): DatasetConfig,
@@ -73,6 +75,7 @@ _SCHEMAS = {
     ("engine", "base_vllm"): VLLMEngineConfig,
     ("engine", "base_openai"): OpenAIEngineConfig,
     ("engine", "base_scripted"): ScriptedEngineConfig,
+    ("launcher", "base_launcher"): LauncherConfig,
 }
 
 
@@ -221,6 +224,20 @@ def _validate(cfg: RunConfig) -> None:
             f"shard.index={cfg.shard.index} must be in 0..shard.count-1={cfg.shard.count - 1}"
         )
     _validate_strategy(cfg)
+    lc = cfg.launcher
+    if lc.name not in ("local", "gpus"):
+        raise ConfigError(f"unknown launcher.name '{lc.name}'. Valid choices: gpus, local")
+    if lc.name == "gpus":
+        if lc.gpus_per_worker < 1 or lc.max_restarts < 0:
+            raise ConfigError("launcher.gpus_per_worker must be >= 1 and launcher.max_restarts >= 0")
+        if cfg.shard.count > 1:
+            raise ConfigError("launcher=gpus splits the plan itself; drop shard.index/shard.count")
+        if cfg.arise.repeats:
+            raise ConfigError("arise.repeats=true grades between repeats, so it runs in one process; "
+                              "drop launcher=gpus or arise.repeats")
+        if cfg.launcher.devices is not None and len(cfg.launcher.devices) % lc.gpus_per_worker:
+            raise ConfigError(f"{len(cfg.launcher.devices)} devices do not split into groups of "
+                              f"launcher.gpus_per_worker={lc.gpus_per_worker}")
     a = cfg.arise
     if a.repeats:
         if not 1 <= a.min_runs <= a.max_runs:

@@ -183,6 +183,10 @@ class ScriptedEngineConfig(EngineConfig):
     name: str = "scripted"
     script: Optional[str] = None  # JSONL: {"problem_id"|"prompt_contains", "texts": [...]}
     default_text: str = "I do not know."
+    # Crash drills (tests of restarts): the process exits with code 3 after this
+    # many samples, once: the marker file, created then, prevents a second crash.
+    fail_once_after: Optional[int] = None
+    fail_marker: Optional[str] = None
 
 
 @dataclass
@@ -191,6 +195,25 @@ class ShardConfig:
 
     index: int = 0
     count: int = 1
+
+
+@dataclass
+class LauncherConfig:
+    """How a run's generation is spread over processes on this node.
+
+    ``local``: one process (the default). ``gpus``: one worker process per
+    group of ``gpus_per_worker`` devices, each with its own
+    CUDA_VISIBLE_DEVICES, its own shard of the plan and its own port range;
+    a crashed worker is restarted (it skips what is stored); grading and the
+    report run once, after every worker finished.
+    """
+
+    name: str = "local"  # local | gpus
+    devices: Optional[List[str]] = None  # device ids; None: CUDA_VISIBLE_DEVICES, else nvidia-smi's count
+    gpus_per_worker: int = 1
+    max_restarts: int = 2  # per worker
+    stagger_s: float = 0.0  # pause between worker starts (vLLM: a few seconds)
+    base_port: int = 29500  # worker i gets ports base_port + 100 i .. + 99 (VLLM_PORT, MASTER_PORT)
 
 
 @dataclass
@@ -212,6 +235,7 @@ class RunConfig:
     engine: Any = MISSING  # one of the *EngineConfig classes, chosen by the engine group
     shard: ShardConfig = field(default_factory=ShardConfig)
     arise: AriseConfig = field(default_factory=AriseConfig)
+    launcher: Any = field(default_factory=LauncherConfig)  # chosen by the launcher group
     store_dir: str = "results/store"  # shared generation store
     runs_dir: str = "results/runs"  # one folder per run
     run_name: Optional[str] = None  # default: derived from model/dataset/strategy/budget

@@ -144,6 +144,15 @@ class ScriptedEngine:
                     time.sleep(self.delay_s)
                 self.calls += 1
                 yield [self.complete(req, idx)]
+                self._maybe_crash()
+
+    def _maybe_crash(self) -> None:
+        """engine.fail_once_after: die like a crashed worker, once (a marker file remembers)."""
+        n, marker = self.cfg.fail_once_after, self.cfg.fail_marker
+        if n is None or marker is None or self.calls < n or os.path.exists(marker):
+            return
+        Path(marker).write_text("crashed once\n")
+        os._exit(3)
 
     def close(self) -> None:
         pass

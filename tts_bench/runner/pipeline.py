@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,8 @@ def shard_of(text: str, count: int) -> int:
     return int(text[:8], 16) % count
 
 
-def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> RunResult:
+def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
+                   evaluate_after: bool = True) -> RunResult:
     timings: dict[str, float] = {}
     t = time.perf_counter()
     task = load_task(cfg.dataset.name)
@@ -135,7 +137,8 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> Ru
     timings["generate_s"] = gen.seconds
     if trajectories is not None:
         rd.write_trajectories(trajectories, (index, count))
-    rd.add_invocation({"shard": [index, count], "generation": dataclasses.asdict(gen)})
+    rd.add_invocation({"shard": [index, count], "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                       "generation": dataclasses.asdict(gen)})
     if store.quarantined and console is not None:
         console.print(f"[yellow]{len(store.quarantined)} damaged shard(s) quarantined; "
                       "their samples were regenerated or will be on the next run[/]")
@@ -143,6 +146,8 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None) -> Ru
     if gen.interrupted:
         result.complete = False
         rd.update({"generation": dataclasses.asdict(gen), "timings": timings})
+        return result
+    if not evaluate_after:  # a launcher's worker: the launcher evaluates once
         return result
     return evaluate(rd.path, cfg=cfg, timings=timings, gen=gen, console=console)
 
@@ -393,9 +398,22 @@ class _Progress:
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.total = 0
+        self.done = 0
         self.tokens = 0
         self.t0 = time.perf_counter()
         self._p = None
+        # A launcher's worker reports here for the launcher's aggregated bar.
+        self._file = os.environ.get("TTS_BENCH_PROGRESS_FILE")
+        self._written = 0.0
+
+    def _report(self, force: bool = False) -> None:
+        if not self._file or (not force and time.perf_counter() - self._written < 0.5):
+            return
+        from ..store import atomic_write_bytes
+
+        self._written = time.perf_counter()
+        atomic_write_bytes(Path(self._file), json.dumps(
+            {"done": self.done, "total": self.total, "tokens": self.tokens}).encode())
 
     def __enter__(self):
         if self.enabled:
@@ -425,16 +443,20 @@ class _Progress:
 
     def add_total(self, samples: int) -> None:
         self.total += samples
+        self._report()
         if self._p is not None:
             self._p.update(self._task, total=self.total)
 
     def advance(self, samples: int, tokens: int) -> None:
         self.tokens += tokens
+        self.done += samples
+        self._report()
         if self._p is not None:
             dt = max(time.perf_counter() - self.t0, 1e-9)
             self._p.update(self._task, advance=samples, tps=self.tokens / dt)
 
     def __exit__(self, *exc):
+        self._report(force=True)
         if self._p is not None:
             self._p.__exit__(*exc)
             self._p = None
