@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from . import cache, config_cmd, gate, grade, import_cmd, list_cmd, report, run  # noqa: E402,F401
+from . import cache, config_cmd, gate, grade, import_cmd, list_cmd, report, run, submit  # noqa: E402,F401
 
 
 def main() -> None:
