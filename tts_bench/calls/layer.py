@@ -123,6 +123,7 @@ class CallLayer:
         self._rendered: dict[tuple[Message, ...], str] = {}
         self._tokens: dict[str, tuple[int, ...]] = {}
         self._params_json: dict[SamplingParams, str] = {}
+        self._slots: dict[Call, list[tuple[int, int | None, str]]] = {}
 
     # -- helpers strategies use ---------------------------------------------
     def render(self, messages: Sequence[Message]) -> str:
@@ -138,7 +139,14 @@ class CallLayer:
         return self._tokens[text]
 
     def slots(self, call: Call) -> list[tuple[int, int | None, str]]:
-        """(sample index, seed, key) of each sample the call asks for."""
+        """(sample index, seed, key) of each sample the call asks for.
+
+        Memoised until the next ``generate`` returns, so a call that is planned,
+        counted and then generated is keyed once, and the memo never outlives
+        a round (calls carrying long prefixes are not kept alive).
+        """
+        if call in self._slots:
+            return self._slots[call]
         prompt = self.render(call.messages)
         canon = call.params.canonical()
         out = []
@@ -147,11 +155,22 @@ class CallLayer:
             key = call_key(self.model_fp, prompt, canon, self.base_seed, seed, i,
                            prefix=call.prefix, prefix_ids=call.prefix_ids)
             out.append((i, seed, key))
+        self._slots[call] = out
         return out
 
     def stored(self, keys: Sequence[str]) -> int:
         """How many of these keys the store (or this layer) already holds."""
-        return sum(1 for k in keys if k in self._memo or k in self._existing)
+        return sum(1 for k in keys if self._held(k))
+
+    def pending(self, keys: Sequence[str]) -> int:
+        """How many of these keys this process would generate (not held, in its shard)."""
+        return sum(1 for k in keys if not self._held(k) and self._mine(k))
+
+    def _held(self, key: str) -> bool:
+        return key in self._memo or key in self._existing
+
+    def _mine(self, key: str) -> bool:
+        return self.in_shard is None or self.in_shard(key)
 
     # -- the one entry point ------------------------------------------------
     def generate(self, calls: Sequence[Call]) -> list[list[Result | None]]:
@@ -161,6 +180,7 @@ class CallLayer:
         returned as None: another shard process generates it.
         """
         slots = [self.slots(c) for c in calls]
+        self._slots.clear()
         wanted = [k for s in slots for _, _, k in s]
         self.stats.requested += len(wanted)
         to_read = [k for k in dict.fromkeys(wanted) if k not in self._memo and k in self._existing]
@@ -172,7 +192,7 @@ class CallLayer:
             for i, seed, key in s:
                 if key in self._memo or key in missing:
                     continue
-                if self.in_shard is not None and not self.in_shard(key):
+                if not self._mine(key):
                     self.stats.out_of_shard += 1
                     continue
                 missing[key] = (call, i, seed)
@@ -183,19 +203,9 @@ class CallLayer:
     # -- internals ------------------------------------------------------------
     def _read(self, keys: list[str]) -> None:
         paths = list(dict.fromkeys(self._existing[k] for k in keys if self._existing[k] is not None))
-        table = self.store.read_from(paths, set(keys), RESULT_COLUMNS)
+        table = self.store.read_from(paths, keys=set(keys), columns=RESULT_COLUMNS)
         for row in table.to_pylist():
-            tids = row["token_ids"]
-            stop = row["stop_reason"] or ("length" if row["finish_reason"] == "length" else "")
-            self._memo[row["key"]] = Result(
-                key=row["key"], problem_id=row["problem_id"], sample_index=int(row["sample_index"]),
-                seed=row["seed"], text=row["text"] or "",
-                token_ids=tuple(tids) if tids is not None else None,
-                prompt_tokens=int(row["prompt_tokens"] or 0), prefix_tokens=int(row["prefix_tokens"] or 0),
-                completion_tokens=int(row["completion_tokens"] or 0),
-                finish_reason=row["finish_reason"] or finish_reason_of(stop), stop_reason=stop,
-                stop_string=row["stop_string"], mean_logprob=row["mean_logprob"],
-                latency_s=float(row["latency_s"] or 0.0), cached=True)
+            self._memo[row["key"]] = _result_of(row, cached=True)
 
     def _params(self, params: SamplingParams) -> str:
         if params not in self._params_json:
@@ -247,7 +257,7 @@ class CallLayer:
             tokens = 0
             for r in records:
                 self._existing[r.key] = None  # in memory already; never read back
-                self._memo[r.key] = _result_of(r)
+                self._memo[r.key] = _result_of(r.row(), cached=False)
                 tokens += r.completion_tokens
                 self.stats.prompt_tokens += r.prompt_tokens
             self.stats.generated += len(records)
@@ -281,11 +291,19 @@ class CallLayer:
         )
 
 
-def _result_of(r: CallRecord) -> Result:
-    stop = r.stop_reason or ("length" if r.finish_reason == "length" else "")
-    return Result(key=r.key, problem_id=r.problem_id, sample_index=r.sample_index, seed=r.seed,
-                  text=r.text, token_ids=tuple(r.token_ids) if r.token_ids is not None else None,
-                  prompt_tokens=r.prompt_tokens, prefix_tokens=r.prefix_tokens or 0,
-                  completion_tokens=r.completion_tokens, finish_reason=r.finish_reason,
-                  stop_reason=stop, stop_string=r.stop_string, mean_logprob=r.mean_logprob,
-                  latency_s=r.latency_s, cached=False)
+def _result_of(row: dict, *, cached: bool) -> Result:
+    """A Result from a record's fields: a row read from the store or one just written.
+
+    Version-1 rows have no stop reason: "length" where they say so, else
+    unknown ("").
+    """
+    stop = row["stop_reason"] or ("length" if row["finish_reason"] == "length" else "")
+    tids = row["token_ids"]
+    return Result(
+        key=row["key"], problem_id=row["problem_id"], sample_index=int(row["sample_index"]),
+        seed=row["seed"], text=row["text"] or "", token_ids=tuple(tids) if tids is not None else None,
+        prompt_tokens=int(row["prompt_tokens"] or 0), prefix_tokens=int(row["prefix_tokens"] or 0),
+        completion_tokens=int(row["completion_tokens"] or 0),
+        finish_reason=row["finish_reason"] or finish_reason_of(stop), stop_reason=stop,
+        stop_string=row["stop_string"], mean_logprob=row["mean_logprob"],
+        latency_s=float(row["latency_s"] or 0.0), cached=cached)

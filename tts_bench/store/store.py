@@ -168,10 +168,19 @@ class GenerationStore:
     def read(self, model_fp: str, *, keys: set[str] | None = None,
              columns: Sequence[str] | None = None) -> pa.Table:
         """All verified rows of a partition (optionally only ``keys``), one row per key."""
+        return self.read_from(self.shards(model_fp), keys=keys, columns=columns)
+
+    def read_from(self, paths: Sequence[Path], *, keys: set[str] | None = None,
+                  columns: Sequence[str] | None = None) -> pa.Table:
+        """The verified rows of these shards (optionally only ``keys``), one row per key."""
         cols = list(columns) if columns else None
         if cols is not None and "key" not in cols:
             cols = ["key", *cols]
-        parts = [t for t in self.iter_tables(model_fp, cols) if t.num_rows]
+        parts = []
+        for path in paths:
+            t = self._load_verified(path, cols)
+            if t is not None and t.num_rows:
+                parts.append(t)
         schema = ARROW_SCHEMA if cols is None else pa.schema([ARROW_SCHEMA.field(c) for c in cols])
         if not parts:
             return schema.empty_table()
@@ -179,7 +188,7 @@ class GenerationStore:
         if keys is not None:
             import pyarrow.compute as pc
 
-            # One set lookup over the whole partition: is_in rebuilds its hash
+            # One set lookup over all the shards: is_in rebuilds its hash
             # table on every call, so filtering shard by shard costs shards x keys.
             table = table.filter(pc.is_in(table["key"], value_set=pa.array(list(keys), pa.string())))
         return _dedupe_by_key(table)
@@ -193,21 +202,6 @@ class GenerationStore:
                 for k in t.column("key").to_pylist():
                     where.setdefault(k, path)
         return where
-
-    def read_from(self, paths: Sequence[Path], keys: set[str], columns: Sequence[str]) -> pa.Table:
-        """The rows of ``keys`` from just these shards (verified), one row per key."""
-        import pyarrow.compute as pc
-
-        cols = list(columns) if "key" in columns else ["key", *columns]
-        value_set = pa.array(list(keys), pa.string())
-        parts = []
-        for path in paths:
-            t = self._load_verified(path, cols)
-            if t is not None and t.num_rows:
-                parts.append(t.filter(pc.is_in(t["key"], value_set=value_set)))
-        if not parts:
-            return pa.schema([ARROW_SCHEMA.field(c) for c in cols]).empty_table()
-        return _dedupe_by_key(pa.concat_tables(parts))
 
     def existing_keys(self, model_fp: str) -> set[str]:
         keys: set[str] = set()

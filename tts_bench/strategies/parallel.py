@@ -24,9 +24,7 @@ class Parallel(Strategy):
 
     def describe(self, problems, layer: CallLayer) -> str:
         keys = [k for c in self.calls(problems) for _, _, k in layer.slots(c)]
-        stored = layer.stored(keys)
-        todo = sum(1 for k in keys if k not in layer._memo and k not in layer._existing
-                   and (layer.in_shard is None or layer.in_shard(k)))
+        stored, todo = layer.stored(keys), layer.pending(keys)
         return (f"[bold]{len(keys)}[/] samples planned ({len(problems)} problems x n={self.cfg.budget.n}); "
                 f"{stored} already stored; {todo} to generate")
 
