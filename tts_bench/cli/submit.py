@@ -36,7 +36,8 @@ def slurm(
 ) -> None:
     """Write and submit an sbatch array of shard processes and a merge job after it."""
     from ..config import compose, expand_sweep
-    from ..runner.slurm import slurm_scripts, submit, worker_overrides
+    from ..runner.pipeline import worker_overrides
+    from ..runner.slurm import slurm_scripts, submit
 
     overrides = list(overrides or [])
     with user_errors():
@@ -73,7 +74,8 @@ def merge(
     from ..config import ConfigError, compose
     from ..report import metrics_table
     from ..runner import evaluate, run_name
-    from ..runner.slurm import missing_shards, worker_overrides
+    from ..runner.pipeline import worker_overrides
+    from ..runner.slurm import missing_shards
 
     with user_errors():
         cfg = compose(worker_overrides(list(overrides or [])))

@@ -52,7 +52,7 @@ def worker_groups(devices: list[str], per_worker: int) -> list[list[str]]:
 
 
 def launch_gpus(cfg: RunConfig, overrides: list[str], *, progress: bool = True, console=None):
-    from .pipeline import RunResult, evaluate, run_name
+    from .pipeline import RunResult, evaluate, run_name, worker_overrides
 
     lc = cfg.launcher
     groups = worker_groups(resolve_devices(lc.devices), lc.gpus_per_worker)
@@ -62,8 +62,7 @@ def launch_gpus(cfg: RunConfig, overrides: list[str], *, progress: bool = True, 
     shutil.rmtree(prog_dir, ignore_errors=True)
     prog_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
-    # The workers' own overrides: this config, one shard each, run locally.
-    base = [o for o in overrides if not o.lstrip("+~").startswith(("launcher", "shard."))]
+    base = worker_overrides(overrides)  # this config; each worker adds its shard and runs locally
 
     def start(i: int) -> subprocess.Popen:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(groups[i]),

@@ -66,6 +66,11 @@ def run_name(cfg: RunConfig) -> str:
     return f"{cfg.dataset.name}__{cfg.model.name}__{cfg.strategy.name}-n{cfg.budget.n}__{h}"
 
 
+def worker_overrides(overrides: list[str]) -> list[str]:
+    """The user's overrides without shard or launcher settings: a worker gets its own shard."""
+    return [o for o in overrides if not o.lstrip("+~").startswith(("shard.", "launcher"))]
+
+
 def shard_of(text: str, count: int) -> int:
     """Deterministic split by a sha256-hex prefix: every process computes the same partition."""
     return int(text[:8], 16) % count
@@ -289,7 +294,8 @@ def _git_commit() -> str | None:
 # -- collect, grade, measure, report -----------------------------------------
 
 
-def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str) -> tuple[pd.DataFrame, int]:
+def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str, *,
+                    trajectories: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
     """The run's graded units (one row per trajectory) and how many are missing.
 
     A run with ``plan.parquet`` (a key-sharded strategy such as parallel, an
@@ -297,9 +303,12 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str) -> tup
     store by key, so shard processes' samples all count; otherwise the
     strategy's trajectories are read, and a problem with none is missing.
     Every row has ``level`` (budget, depth, or 0) and ``main`` (part of the
-    main pass@k/maj@k analysis).
+    main pass@k/maj@k analysis). ``trajectories``: the run directory's merged
+    trajectories, when the caller has read them already.
     """
     rd = RunDir(run_dir)
+    if trajectories is None:
+        trajectories = rd.read_trajectories()
     plan_path = Path(run_dir) / "plan.parquet"
     if plan_path.is_file():
         plan = pd.read_parquet(plan_path)
@@ -312,14 +321,14 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str) -> tup
         samples["trajectory"] = samples["sample_index"]
         samples["repeat"] = 0
         samples = samples.sort_values(["problem_id", "sample_index"], kind="stable")
-        more = rd.read_trajectories()  # ARISE repeats of a key-sharded strategy
+        more = trajectories  # ARISE repeats of a key-sharded strategy
         if more is not None and (more["repeat"] > 0).any():
             more = more[more["repeat"] > 0].copy()
             more["temperature"] = samples["temperature"].iloc[0] if len(samples) else float("nan")
             samples = pd.concat([samples, more[[c for c in more.columns if c in samples.columns]]],
                                 ignore_index=True)
         return samples.reset_index(drop=True), missing
-    traj = rd.read_trajectories()
+    traj = None if trajectories is None else trajectories.copy()
     problems = pd.read_parquet(Path(run_dir) / "problems.parquet")
     if traj is None:
         return pd.DataFrame(columns=["problem_id", "sample_index", "key", "level", "main"]), len(problems)
@@ -357,10 +366,10 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     cfg_d = manifest.config
     store = GenerationStore(manifest.store_dir)
     t = time.perf_counter()
-    samples, missing = collect_samples(run_dir, store, manifest.model_fingerprint)
     traj = RunDir(run_dir).read_trajectories()
     if traj is not None:  # every shard's trajectories in one file, for readers
         write_parquet(Path(run_dir) / "trajectories.parquet", traj)
+    samples, missing = collect_samples(run_dir, store, manifest.model_fingerprint, trajectories=traj)
     samples = attach_scores(run_dir, samples)
     timings["collect_s"] = time.perf_counter() - t
     result = RunResult(run_dir, None, gen, timings, missing=missing)

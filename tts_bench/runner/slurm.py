@@ -33,16 +33,11 @@ class SlurmScripts:
     merge: str
 
 
-def worker_overrides(overrides: list[str]) -> list[str]:
-    """The user's overrides without shard or launcher settings (the array sets the shard)."""
-    return [o for o in overrides if not o.lstrip("+~").startswith(("shard.", "launcher"))]
-
-
 def slurm_scripts(cfg: RunConfig, overrides: list[str], *, shards: int, array_parallelism: int | None = None,
                   partition: str | None = None, gpus_per_task: int | None = None,
                   time_limit: str | None = None, python: str | None = None,
                   cwd: Path | None = None) -> SlurmScripts:
-    from .pipeline import run_name
+    from .pipeline import run_name, worker_overrides
 
     if shards < 1:
         raise ConfigError(f"--shards must be at least 1, got {shards}")
