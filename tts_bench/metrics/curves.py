@@ -198,7 +198,15 @@ def compute_curves(
 def bootstrap_ci(
     estimates: np.ndarray, *, n_boot: int, seed: int, ci: float = 0.95
 ) -> "tuple[np.ndarray, np.ndarray]":
-    """Percentile-bootstrap CI of the column means of a [problems x columns] matrix.
+    """Percentile-bootstrap CI of the column means of a [problems x columns] matrix."""
+    means = bootstrap_means(estimates, n_boot=n_boot, seed=seed)
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    return lo, hi
+
+
+def bootstrap_means(estimates: np.ndarray, *, n_boot: int, seed: int) -> np.ndarray:
+    """[n_boot x columns] column means of problem resamples (seeded by (seed, P) alone).
 
     Each resample draws P problems with replacement; its mean is
     (multiplicities @ estimates) / P, so the estimates are never recomputed.
@@ -217,9 +225,7 @@ def bootstrap_ci(
             (draws + P * np.arange(b)[:, None]).ravel(), minlength=b * P
         ).reshape(b, P)
         means[s:s + b] = weights @ estimates / P
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
-    return lo, hi
+    return means
 
 
 def _check_ks(problems: pd.DataFrame, ks: Sequence[int]) -> "list[int]":

@@ -24,6 +24,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .curves import bootstrap_means
+
 
 @dataclass
 class GateResult:
@@ -55,13 +57,6 @@ def holm(pvalues: Sequence[float], alpha: float) -> list[bool]:
     return reject
 
 
-def paired_bootstrap(d: np.ndarray, *, n_boot: int, seed: int) -> np.ndarray:
-    """Means of ``n_boot`` resamples (with replacement, over problems) of the differences."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, d.size, size=(n_boot, d.size))
-    return d[idx].mean(axis=1)
-
-
 def minimum_detectable_effect(d: np.ndarray, alpha: float, power: float = 0.8) -> float:
     z = NormalDist()
     return float((z.inv_cdf(1 - alpha) + z.inv_cdf(power)) * np.std(d, ddof=1) / np.sqrt(d.size)) \
@@ -89,7 +84,7 @@ def check_regression(run_pp: pd.DataFrame, base_pp: pd.DataFrame, metrics: Seque
             return GateResult(pd.DataFrame(), 2, f"{name} at k={k} is not in the {missing} for every "
                                                  f"problem; pick a metric and k both have")
         d = (x - y.reindex(x.index)).to_numpy(dtype=float)
-        means = paired_bootstrap(d, n_boot=n_boot, seed=seed)
+        means = bootstrap_means(d[:, None], n_boot=n_boot, seed=seed)[:, 0]
         upper = float(np.quantile(means, 1 - alpha))
         p = float(np.mean(means >= -margin))
         rows.append({"metric": name, "k": k, "problems": int(d.size), "run": float(x.mean()),

@@ -28,38 +28,43 @@ problems with a bootstrap 95% CI over problems (seeded).
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 
+from .curves import bootstrap_ci
+from .estimators import maj_at_k
 from .scaling import s1_metrics
 
 
 def _boot_ci(per_problem: np.ndarray, n_boot: int, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of a per-problem mean (the curves' bootstrap)."""
     x = np.asarray(per_problem, dtype=np.float64)
     if x.size == 0 or n_boot <= 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    means = x[idx].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+    lo, hi = bootstrap_ci(x[:, None], n_boot=n_boot, seed=seed)
+    return float(lo[0]), float(hi[0])
+
+
+def maj_of_pool(classes, correct, k: int) -> float:
+    """maj@k of one problem's pool, by the estimator every maj@k uses (``estimators.maj_at_k``).
+
+    Fractional credit for tied leaders; answers with no class (nothing
+    extracted) do not vote; the correct class is the class of the correct rows.
+    """
+    cls = [None if c is None or (isinstance(c, float) and math.isnan(c)) else c for c in classes]
+    if not cls:
+        return 0.0
+    right = next((c for c, ok in zip(cls, correct) if ok and c is not None), None)
+    counts = Counter(c for c in cls if c is not None)
+    return maj_at_k(counts, right, len(cls), min(int(k), len(cls))).value
 
 
 def majority_credit(classes, correct) -> float:
-    """Majority vote over one pool: 1/|ties| credit per tied-top class that is correct.
-
-    Answers with no class (nothing extracted) do not vote; no vote at all is 0.
-    """
-    votes: dict[str, list] = {}
-    for c, ok in zip(classes, correct):
-        if c is None or (isinstance(c, float) and math.isnan(c)):
-            continue
-        votes.setdefault(c, []).append(bool(ok))
-    if not votes:
-        return 0.0
-    top = max(len(v) for v in votes.values())
-    winners = [v for v in votes.values() if len(v) == top]
-    return sum(1.0 for v in winners if v[0]) / len(winners)
+    """Majority vote over the whole pool (maj@n)."""
+    classes = list(classes)
+    return maj_of_pool(classes, list(correct), len(classes))
 
 
 def level_table(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.DataFrame:
@@ -96,8 +101,6 @@ def s1_table(levels: pd.DataFrame, graded: pd.DataFrame, budgets: list[int]) -> 
 
 
 def revise_tables(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> dict[str, pd.DataFrame]:
-    from .estimators import maj_at_k  # noqa: F401  (documented estimator family)
-
     depth_rows = []
     g = graded.sort_values(["problem_id", "trajectory", "level"])
     for d in sorted(g["level"].unique()):
@@ -115,7 +118,7 @@ def revise_tables(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> dict[s
                            "chain_majority_ci_high": mhi,
                            "mean_completion_tokens": float(at["completion_tokens"].mean())})
     # Snell's split: w parallel chains of depth d (w * d samples), majority over the
-    # chains' answers at depth d, averaged over the w-subsets of the n chains exactly.
+    # chains' answers at depth d: maj@w over the n chains.
     split_rows = []
     n = int(g.groupby("problem_id")["trajectory"].nunique().min())
     depths = sorted(g["level"].unique())
@@ -123,29 +126,13 @@ def revise_tables(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> dict[s
     for d in depths:
         at = g[g["level"] == d]
         for w in ws:
-            vals = np.array([_maj_subsets(pg["answer_class"].tolist(), pg["correct"].tolist(), w)
+            vals = np.array([maj_of_pool(pg["answer_class"].tolist(), pg["correct"].tolist(), w)
                              for _, pg in at.groupby("problem_id")])
             lo, hi = _boot_ci(vals, n_boot, seed)
             split_rows.append({"samples": int(w * d), "chains": int(w), "depth": int(d),
                                "majority": float(vals.mean()), "ci_low": lo, "ci_high": hi})
     return {"revise_depth": pd.DataFrame(depth_rows),
             "revise_split": pd.DataFrame(split_rows).sort_values(["samples", "depth"]).reset_index(drop=True)}
-
-
-def _maj_subsets(classes: list, correct: list, k: int) -> float:
-    """Mean majority credit over every k-subset of the pool (exact for small pools, else 2,000 draws)."""
-    from itertools import combinations
-
-    n = len(classes)
-    if k >= n:
-        return majority_credit(classes, correct)
-    if math.comb(n, k) <= 2000:
-        subs = combinations(range(n), k)
-    else:
-        rng = np.random.default_rng(0)
-        subs = (rng.choice(n, size=k, replace=False) for _ in range(2000))
-    vals = [majority_credit([classes[i] for i in s], [correct[i] for i in s]) for s in subs]
-    return float(np.mean(vals))
 
 
 def adaptive_table(graded: pd.DataFrame, budget_n: int, *, n_boot: int, seed: int = 0) -> pd.DataFrame:
@@ -191,7 +178,7 @@ def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None)
     Tokens are what a trajectory generated (its calls' completion tokens).
     FLOPs (Large Language Monkeys' per-token model) and Kinetics eFLOPs count
     it as one continuous generation after its first call's input
-    (``context_tokens``): what an engine with prefix caching pays;
+    (``prompt_tokens``): what an engine with prefix caching pays;
     ``reread_prefix_tokens`` is the prefix re-read by later calls, which
     prefix caching saves. Adaptive consistency answers once per problem from
     all its samples: its accuracy is the majority vote and its costs are per
@@ -218,10 +205,10 @@ def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None)
                 row[c] = float(g[c].mean()) * scale
         if "prefix_tokens" in g.columns:
             row["reread_prefix_tokens"] = float(g["prefix_tokens"].mean()) * scale
-        if shape is not None and "context_tokens" in g.columns:
+        if shape is not None:
             from .cost import decode_flops, kinetics_eflops, prefill_flops
 
-            ctx = g["context_tokens"].to_numpy(dtype=float)
+            ctx = g["prompt_tokens"].to_numpy(dtype=float)
             gen = g["completion_tokens"].to_numpy(dtype=float)
             row["flops"] = float((prefill_flops(shape, ctx) + decode_flops(shape, ctx, gen)).mean()) * scale
             row["eflops"] = float(kinetics_eflops(shape, ctx, gen, 1).total.mean()) * scale

@@ -184,6 +184,6 @@ class RunDir:
 TRAJECTORY_COLUMNS = [
     "repeat", "problem_id", "trajectory", "sample_index", "level", "main", "key", "call_keys", "text",
     "prompt_tokens", "read_tokens", "prefix_tokens", "completion_tokens", "thinking_tokens",
-    "answer_tokens", "extension_tokens", "context_tokens", "n_calls", "stop_reasons", "finish_reason",
+    "answer_tokens", "extension_tokens", "n_calls", "stop_reasons", "finish_reason",
     "mean_logprob", "seed", "latency_s",
 ]

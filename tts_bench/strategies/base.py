@@ -90,7 +90,6 @@ class Trajectory:
             "thinking_tokens": int(self.phase_tokens.get("thinking", 0)),
             "answer_tokens": int(self.phase_tokens.get("answer", last.completion_tokens)),
             "extension_tokens": int(self.phase_tokens.get("extension", 0)),
-            "context_tokens": self.calls[0].prompt_tokens,
             "n_calls": len(self.calls),
             "stop_reasons": [c.stop_reason for c in self.calls],
             "finish_reason": last.finish_reason,
