@@ -126,12 +126,12 @@ class BudgetForcing(Strategy):
                 calls.append(Call(t.problem.id, t.problem.messages, answer_params, indices=(t.index,),
                                   prefix=prefix_text, prefix_ids=prefix_ids,
                                   parent_key=tcalls[-1].key if tcalls else None, step=step + 1))
-                entries.append((b, t, ids, text, tcalls, ext_tokens, prefix_text))
+                entries.append((b, t, len(ids), tcalls, ext_tokens, prefix_text))
         out = []
-        for (b, t, ids, _text, tcalls, ext_tokens, prefix_text), [r] in zip(entries, layer.generate(calls)):
+        for (b, t, thinking, tcalls, ext_tokens, prefix_text), [r] in zip(entries, layer.generate(calls)):
             out.append(Trajectory(
                 t.problem.id, t.index, b, tcalls + [r], prefix_text + r.text, main=(b == budgets[-1]),
-                phase_tokens={"thinking": len(ids), "answer": r.completion_tokens,
+                phase_tokens={"thinking": thinking, "answer": r.completion_tokens,
                               "extension": ext_tokens}))
         return out
 
