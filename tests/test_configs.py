@@ -32,6 +32,7 @@ def test_every_yaml_composes_and_converts(group, option):
         "budget": schema.BudgetConfig,
         "engine": schema.EngineConfig,
         "launcher": schema.LauncherConfig,
+        "verifier": schema.VerifierConfig,
     }[group]
     assert isinstance(node, expected)
     if group in ("engine", "launcher"):

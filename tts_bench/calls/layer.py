@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -38,7 +39,7 @@ from ..store.schema import ids_sha
 # Store columns a Result is rebuilt from.
 RESULT_COLUMNS = ["key", "problem_id", "sample_index", "seed", "text", "token_ids", "prompt_tokens",
                   "prefix_tokens", "completion_tokens", "finish_reason", "stop_reason", "stop_string",
-                  "mean_logprob", "latency_s"]
+                  "mean_logprob", "token_logprobs", "latency_s"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Result:
     mean_logprob: float | None
     latency_s: float
     cached: bool
+    token_logprobs: tuple[float, ...] | None = None  # per generated token, when the call asked for them
 
     @property
     def truncated(self) -> bool:
@@ -306,4 +308,7 @@ def _result_of(row: dict, *, cached: bool) -> Result:
         completion_tokens=int(row["completion_tokens"] or 0),
         finish_reason=row["finish_reason"] or finish_reason_of(stop), stop_reason=stop,
         stop_string=row["stop_string"], mean_logprob=row["mean_logprob"],
-        latency_s=float(row["latency_s"] or 0.0), cached=cached)
+        latency_s=float(row["latency_s"] or 0.0), cached=cached,
+        # float32, as stored: a fresh result reads exactly as it will from the store
+        token_logprobs=(tuple(array("f", row["token_logprobs"]).tolist())
+                        if row.get("token_logprobs") is not None else None))

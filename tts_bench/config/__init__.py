@@ -22,15 +22,19 @@ from .schema import (
     BudgetForcingConfig,
     DatasetConfig,
     EngineConfig,
+    GenRMConfig,
+    HTTPRewardConfig,
     LauncherConfig,
     LlamaCppEngineConfig,
     ModelConfig,
     OpenAIEngineConfig,
     ReviseConfig,
+    RewardModelConfig,
     RunConfig,
     ScriptedEngineConfig,
     ShardConfig,
     StrategyConfig,
+    VerifierConfig,
     VLLMEngineConfig,
 )
 
@@ -43,14 +47,18 @@ __all__ = [
     "ConfigError",
     "DatasetConfig",
     "EngineConfig",
+    "GenRMConfig",
+    "HTTPRewardConfig",
     "LauncherConfig",
     "LlamaCppEngineConfig",
     "ModelConfig",
     "OpenAIEngineConfig",
+    "RewardModelConfig",
     "RunConfig",
     "ScriptedEngineConfig",
     "ShardConfig",
     "StrategyConfig",
+    "VerifierConfig",
     "VLLMEngineConfig",
     "compose",
     "compose_dict",
@@ -62,7 +70,7 @@ __all__ = [
     "to_yaml",
 ]
 
-GROUPS = ("model", "dataset", "strategy", "budget", "engine", "launcher")
+GROUPS = ("model", "dataset", "strategy", "budget", "engine", "launcher", "verifier")
 _SCHEMAS = {
     ("model", "base_model"): ModelConfig,
     ("dataset", "base_dataset"): DatasetConfig,
@@ -76,6 +84,10 @@ _SCHEMAS = {
     ("engine", "base_openai"): OpenAIEngineConfig,
     ("engine", "base_scripted"): ScriptedEngineConfig,
     ("launcher", "base_launcher"): LauncherConfig,
+    ("verifier", "base_verifier"): VerifierConfig,
+    ("verifier", "base_reward_model"): RewardModelConfig,
+    ("verifier", "base_http_reward"): HTTPRewardConfig,
+    ("verifier", "base_genrm"): GenRMConfig,
 }
 
 
@@ -147,6 +159,70 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
 
     check_capabilities(obj)
     return obj
+
+
+def config_from_dict(d: dict) -> RunConfig:
+    """The RunConfig a run recorded (its manifest's ``config``), typed again.
+
+    The polymorphic groups (strategy, engine, launcher, verifier) get the
+    schema class their recorded name or kind selects; keys a schema no longer
+    has are dropped, keys it gained take their defaults.
+    """
+    import dataclasses
+
+    def build(cls, values):
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in (values or {}).items() if k in names}
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.type) and isinstance(kw.get(f.name), dict):
+                kw[f.name] = build(f.type, kw[f.name])
+        return cls(**kw)
+
+    def pick(group: str, values: dict, attr: str, fallback):
+        want = (values or {}).get(attr)
+        if group == "verifier" and want == "orm":
+            want = "prm"  # one schema serves both reward-model kinds
+        for (g, _), cls in _SCHEMAS.items():
+            if g == group and cls is not fallback and getattr(cls, attr, None) == want:
+                return build(cls, values)
+        return build(fallback, values)
+
+    top = {k: v for k, v in d.items() if k not in ("model", "dataset", "budget", "shard", "arise", "strategy",
+                                                   "engine", "launcher", "verifier")}
+    return RunConfig(
+        model=build(ModelConfig, d.get("model")), dataset=build(DatasetConfig, d.get("dataset")),
+        budget=build(BudgetConfig, d.get("budget")), shard=build(ShardConfig, d.get("shard")),
+        arise=build(AriseConfig, d.get("arise")),
+        strategy=pick("strategy", d.get("strategy"), "name", StrategyConfig),
+        engine=pick("engine", d.get("engine"), "name", EngineConfig),
+        launcher=build(LauncherConfig, d.get("launcher")),
+        verifier=pick("verifier", d.get("verifier"), "kind", VerifierConfig),
+        **{k: v for k, v in top.items() if k in {f.name for f in dataclasses.fields(RunConfig)}})
+
+
+def with_verifier(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """``cfg`` with the verifier these overrides compose (``verifier=genrm verifier.verifications=4``)."""
+    import dataclasses
+
+    bad = [o for o in overrides if not o.lstrip("+~").startswith("verifier")]
+    if bad:
+        raise ConfigError(f"only verifier overrides apply to a finished run; drop {' '.join(bad)}")
+    out = dataclasses.replace(cfg, verifier=_composed_verifier(overrides))
+    _validate_verifier(out)
+    from ..strategies import check_capabilities
+
+    check_capabilities(out)
+    return out
+
+
+def _composed_verifier(overrides: list[str]):
+    from omegaconf import OmegaConf
+
+    cfg = compose_dict(overrides)
+    try:
+        return OmegaConf.to_object(cfg).verifier
+    except Exception as e:
+        raise _rewrite(e, list(overrides)) from None
 
 
 def to_yaml(cfg: RunConfig) -> str:
@@ -224,6 +300,7 @@ def _validate(cfg: RunConfig) -> None:
             f"shard.index={cfg.shard.index} must be in 0..shard.count-1={cfg.shard.count - 1}"
         )
     _validate_strategy(cfg)
+    _validate_verifier(cfg)
     lc = cfg.launcher
     if lc.name not in ("local", "gpus"):
         raise ConfigError(f"unknown launcher.name '{lc.name}'. Valid choices: gpus, local")
@@ -282,6 +359,47 @@ def _validate_strategy(cfg: RunConfig) -> None:
                 "strategy.compare_fixed needs the mean samples over every problem, which one shard "
                 "process does not see; set strategy.compare_fixed=false with shard.count > 1"
             )
+
+
+VERIFIER_KINDS = ("none", "prm", "orm", "genrm", "http")
+
+
+def _validate_verifier(cfg: RunConfig) -> None:
+    from ..metrics.selection import STEP_AGGREGATES
+
+    v = cfg.verifier
+    if v.kind not in VERIFIER_KINDS:
+        raise ConfigError(f"unknown verifier.kind '{v.kind}'. Valid choices: {', '.join(VERIFIER_KINDS)}")
+    if v.aggregate not in STEP_AGGREGATES:
+        raise ConfigError(f"unknown verifier.aggregate '{v.aggregate}'. "
+                          f"Valid choices: {', '.join(STEP_AGGREGATES)}")
+    if v.batch_size < 1:
+        raise ConfigError(f"verifier.batch_size must be at least 1, got {v.batch_size}")
+    if isinstance(v, RewardModelConfig) and v.model_class not in REWARD_MODEL_CLASSES:
+        raise ConfigError(f"unknown verifier.model_class '{v.model_class}'. "
+                          f"Valid choices: {', '.join(REWARD_MODEL_CLASSES)}")
+    if isinstance(v, (RewardModelConfig, HTTPRewardConfig)):
+        for name, value, valid in (("template", v.template, ("chat", "plain", "turns")),
+                                   ("score_at", v.score_at, ("separator", "turn", "last")),
+                                   ("readout", v.readout, ("class_prob", "token_pair", "sigmoid", "raw"))):
+            if value not in valid:
+                raise ConfigError(f"unknown verifier.{name} '{value}'. Valid choices: {', '.join(valid)}")
+        if v.score_at == "separator" and not v.step_suffix:
+            raise ConfigError("verifier.score_at=separator needs verifier.step_suffix (the step tag token)")
+        if (v.template == "turns") != (v.score_at == "turn"):
+            raise ConfigError("verifier.template=turns and verifier.score_at=turn go together "
+                              "(each step a user turn, scored where the assistant replies)")
+    if isinstance(v, GenRMConfig):
+        if v.verifications < 1 or v.max_tokens < 1:
+            raise ConfigError(f"verifier.verifications and verifier.max_tokens must be >= 1, "
+                              f"got {v.verifications} and {v.max_tokens}")
+        if "{solution}" not in v.prompt or "{question}" not in v.prompt:
+            raise ConfigError("verifier.prompt must contain {question} and {solution}")
+        if not v.yes or not v.no:
+            raise ConfigError("verifier.yes and verifier.no need at least one word each")
+
+
+REWARD_MODEL_CLASSES = ("token-classification", "causal-lm", "sequence-classification", "value-head")
 
 
 def budget_ks(cfg: RunConfig) -> list[int]:

@@ -227,6 +227,110 @@ class AriseConfig:
 
 
 @dataclass
+class VerifierConfig:
+    """Who scores solutions: ``none`` (no verifier), or one of the kinds below.
+
+    Every kind returns one score per step of a (partial) solution; the
+    solution is cut into steps at ``step_delimiter`` (prm, http) or scored
+    whole (orm, genrm). ``aggregate`` turns step scores into one score, for
+    final selection (bon@k, weighted@k) and for search alike.
+    """
+
+    name: str = "none"  # the YAML's name (informational)
+    kind: str = "none"  # none | prm | orm | genrm | http
+    aggregate: str = "last"  # last | min | prod | mean over step scores
+    step_delimiter: str = "\n\n"  # where a solution is cut into steps (kept out of the step texts)
+    batch_size: int = 8  # solutions per verifier call (forward batch or engine batch)
+
+
+@dataclass
+class RewardFormatConfig(VerifierConfig):
+    """How a reward model reads a solution: its documented input format, as data.
+
+    The text the model reads is ``template`` applied to the question and the
+    steps, each step followed by ``step_suffix`` and joined by ``step_join``;
+    the score of each step is read at ``score_at``, through ``readout``.
+    """
+
+    template: str = "chat"  # chat: system + user question + assistant steps; plain: plain_template; turns
+    plain_template: str = "{question} {solution}"  # template=plain
+    system_prompt: Optional[str] = None  # template=chat: prepended as a system message
+    step_suffix: str = ""  # appended to every step (Qwen2.5-Math-PRM: <extra_0>; Math-Shepherd: " ки")
+    step_join: str = ""  # between steps (after each step's suffix)
+    first_step_prefix: str = " "  # template=turns: between the question and the first step
+    turn_reply: str = "+"  # template=turns: the assistant's reply after every step
+    # separator: at each token equal to step_suffix's (one) token; turn: where the
+    # assistant's reply to each step begins; last: the last token (one score).
+    score_at: str = "separator"
+    # class_prob: softmax over the head, column positive_index; token_pair: softmax
+    # over the logits of positive_token and negative_token, P(positive); sigmoid:
+    # sigmoid of output 0; raw: output positive_index as it is (a reward, not a probability).
+    readout: str = "class_prob"
+    positive_index: int = 1
+    positive_token: str = "+"
+    negative_token: str = "-"
+
+
+@dataclass
+class RewardModelConfig(RewardFormatConfig):
+    """A process or outcome reward model run in this process through transformers."""
+
+    kind: str = "prm"
+    path: str = MISSING  # Hugging Face folder (or hub id already in the local cache)
+    revision: Optional[str] = None
+    # token-classification | causal-lm | sequence-classification | value-head
+    model_class: str = "token-classification"
+    auto_class: Optional[str] = None  # e.g. AutoModel for a trust_remote_code PRM (Qwen2.5-Math-PRM)
+    trust_remote_code: bool = False
+    value_head: str = "v_head.summary"  # model_class=value-head: the linear head's weight prefix
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    max_length: int = 4096  # tokens; a longer input is cut and its late steps get no score
+
+
+@dataclass
+class HTTPRewardConfig(RewardFormatConfig):
+    """A reward model served elsewhere behind vLLM's pooling API (``vllm serve --task reward``)."""
+
+    kind: str = "http"
+    base_url: str = "http://127.0.0.1:8000"
+    endpoint: str = "/pooling"
+    served_model: str = MISSING  # the model name the server expects
+    revision: Optional[str] = None  # recorded in the verifier's identity (the weights served)
+    input: str = "messages"  # messages: the server applies the chat template; text: rendered here
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 120.0
+    max_retries: int = 3
+    concurrency: int = 4
+
+
+@dataclass
+class GenRMConfig(VerifierConfig):
+    """A generative verifier (sc-genrm): P(Yes) after a verification prompt, through any engine.
+
+    Runs on the run's own engine, with the run's model unless ``model_path``
+    names another; its generations are cached calls like any other, so V
+    verifications of one solution are drawn once.
+    """
+
+    kind: str = "genrm"
+    model_path: Optional[str] = None  # None: the run's model
+    model_name: Optional[str] = None  # short name of model_path's model (tables)
+    prompt: str = (
+        "Here is a math problem and a proposed solution.\n\nProblem:\n{question}\n\n"
+        "Proposed solution:\n{solution}\n\nIs the answer correct (Yes/No)?"
+    )
+    system_prompt: Optional[str] = None
+    verifications: int = 1  # V: verifications per solution, averaged
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 8  # a direct verifier answers at once; a CoT verifier needs hundreds
+    seed: int = 0
+    yes: List[str] = field(default_factory=lambda: ["Yes"])
+    no: List[str] = field(default_factory=lambda: ["No"])
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -236,6 +340,7 @@ class RunConfig:
     shard: ShardConfig = field(default_factory=ShardConfig)
     arise: AriseConfig = field(default_factory=AriseConfig)
     launcher: Any = field(default_factory=LauncherConfig)  # chosen by the launcher group
+    verifier: Any = field(default_factory=VerifierConfig)  # chosen by the verifier group
     store_dir: str = "results/store"  # shared generation store
     runs_dir: str = "results/runs"  # one folder per run
     run_name: Optional[str] = None  # default: derived from model/dataset/strategy/budget

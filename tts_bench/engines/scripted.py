@@ -11,6 +11,8 @@ word ``<eos>`` in a text ends it as the model's EOS would (it is not part of
 the output). A prefix that is the start of a script text is continued where
 it stops; a continuation's text starts with a space, as a BPE token's does.
 ``delay_s`` (env TTS_BENCH_SCRIPTED_DELAY) slows each sample so a test can interrupt a run midway.
+Asked for logprobs, each word gets :func:`word_logprob`, a fixed function of
+the word (a fake distribution: the same word always has the same probability).
 
     tts-bench run engine=scripted engine.script=answers.jsonl
 """
@@ -47,9 +49,16 @@ def word_id(word: str) -> int:
     return int.from_bytes(hashlib.sha256(word.encode()).digest()[:3], "big")
 
 
+def word_logprob(word: str) -> float:
+    """The scripted engine's logprob of a word: log of a probability in [0.05, 0.95], fixed per word."""
+    import math
+
+    return math.log(0.05 + 0.9 * (word_id(word) % 1000) / 999)
+
+
 class ScriptedEngine:
     name = "scripted"
-    capabilities = Capabilities(seed=True, prefix=True, token_ids=True, logprobs=False, min_tokens=True)
+    capabilities = Capabilities(seed=True, prefix=True, token_ids=True, logprobs=True, min_tokens=True)
 
     def __init__(self, engine_cfg: ScriptedEngineConfig, model_cfg: ModelConfig):
         self.cfg = engine_cfg
@@ -134,7 +143,8 @@ class ScriptedEngine:
         return Completion(req.request_id, index, text, len(req.prompt.split()) + prefix_len,
                           len(ids), finish_reason_of(stop_reason),
                           time.perf_counter() - t0, token_ids=ids, stop_reason=stop_reason,
-                          stop_string=stop_string)
+                          stop_string=stop_string,
+                          token_logprobs=[word_logprob(w) for w in out] if p.logprobs else None)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Completion]]:
         for req in requests:

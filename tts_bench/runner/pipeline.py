@@ -136,9 +136,15 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
             shards_written=sum(la.stats.shards_written for la in layers),
             engine_calls=sum(la.stats.engine_calls for la in layers),
             errors=[e for la in layers for e in la.stats.errors])
+    except BaseException:
+        engine.close()
+        raise
     finally:
         gen.seconds = time.perf_counter() - t0
+    # A genrm verifier of the run's own model scores with this engine (loaded once).
+    if gen.interrupted or not (evaluate_after and _verifier_reuses_engine(cfg)):
         engine.close()
+        engine = None
     timings["generate_s"] = gen.seconds
     if trajectories is not None:
         rd.write_trajectories(trajectories, (index, count))
@@ -154,7 +160,16 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
         return result
     if not evaluate_after:  # a launcher's worker: the launcher evaluates once
         return result
-    return evaluate(rd.path, cfg=cfg, timings=timings, gen=gen, console=console)
+    try:
+        return evaluate(rd.path, cfg=cfg, timings=timings, gen=gen, console=console, engine=engine,
+                        progress=progress)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _verifier_reuses_engine(cfg: RunConfig) -> bool:
+    return cfg.verifier.kind == "genrm" and not cfg.verifier.model_path
 
 
 def _arise_repeats(cfg: RunConfig, task, problems, views, rows: list[dict], engine, store, bar,
@@ -338,26 +353,40 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str, *,
     return traj, missing
 
 
-SCORE_COLUMNS = ["verifier_score", "step_scores"]
+SCORE_COLUMNS = ["verifier_score", "step_scores", "verifier_input_tokens", "verifier_output_tokens",
+                 "verifications"]
 
 
-def attach_scores(run_dir: Path, samples: pd.DataFrame) -> pd.DataFrame:
-    """Join verifier output (``scores.parquet``: key, verifier_score, step_scores) if present.
+def attach_scores(run_dir: Path, samples: pd.DataFrame, console=None) -> pd.DataFrame:
+    """Join verifier output (``scores.parquet``: key, verifier_score, step_scores...) if present.
 
     Verifier scores are a stage after generation, like grades: they live
     beside the run, keyed by the sample key, and never change a stored sample.
+    Scores that cover only some samples (a top-up after scoring) are left
+    out, with a message, rather than rank unscored samples last.
     """
     path = Path(run_dir) / "scores.parquet"
     if not path.is_file():
         return samples
     scores = pd.read_parquet(path)
     cols = ["key"] + [c for c in SCORE_COLUMNS if c in scores.columns]
+    covered = samples["key"].isin(set(scores["key"]))
+    if not covered.all():
+        if console is not None:
+            console.print(f"[yellow]verifier scores cover {int(covered.sum())} of {len(samples)} samples; "
+                          f"bon@k and weighted@k left out. Score them: tts-bench score {run_dir} "
+                          f"verifier=<name>[/]")
+        return samples
     return samples.merge(scores[cols].drop_duplicates("key"), on="key", how="left")
 
 
 def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | None = None,
-             gen: GenerationStats | None = None, console=None) -> RunResult:
-    """Grade the run's stored samples and compute metrics and report files."""
+             gen: GenerationStats | None = None, console=None, engine=None,
+             progress: bool = False) -> RunResult:
+    """Score (when ``cfg`` has a verifier), grade the run's stored samples, compute metrics and reports.
+
+    ``engine``: the run's loaded engine, for a genrm verifier of the same model.
+    """
     from ..grading import grade_samples
 
     manifest = RunDir(run_dir).manifest()
@@ -370,8 +399,17 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     if traj is not None:  # every shard's trajectories in one file, for readers
         write_parquet(Path(run_dir) / "trajectories.parquet", traj)
     samples, missing = collect_samples(run_dir, store, manifest.model_fingerprint, trajectories=traj)
-    samples = attach_scores(run_dir, samples)
     timings["collect_s"] = time.perf_counter() - t
+    if not missing and cfg is not None and cfg.verifier.kind != "none":
+        from .scoring import score_run
+
+        t = time.perf_counter()
+        scored = score_run(run_dir, cfg, engine=engine, progress=progress, console=console)
+        timings["score_s"] = time.perf_counter() - t
+        if console is not None:
+            st = scored.stats
+            console.print(f"scored {st.scored} samples with {cfg.verifier.name} ({st.cached} from the store)")
+    samples = attach_scores(run_dir, samples, console=console)
     result = RunResult(run_dir, None, gen, timings, missing=missing)
     if missing:
         result.complete = False

@@ -1,6 +1,7 @@
-"""Call store: every engine call's samples on disk, content-addressed, append-only.
+"""Call store: every engine call's samples (and verifier scores) on disk, content-addressed.
 
     from tts_bench.store import GenerationStore, call_key, CallRecord
+    from tts_bench.store import ScoreStore, ScoreRecord, score_key
 """
 
 from .schema import (
@@ -16,7 +17,8 @@ from .schema import (
     sample_key,
     schema_doc,
 )
-from .store import DamagedShardWarning, GenerationStore, atomic_write_bytes
+from .scores import SCORE_SCHEMA, ScoreRecord, ScoreStore, score_key, steps_sha
+from .store import DamagedShardWarning, GenerationStore, ShardStore, atomic_write_bytes
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -27,10 +29,16 @@ __all__ = [
     "CallRecord",
     "DamagedShardWarning",
     "GenerationStore",
+    "SCORE_SCHEMA",
+    "ScoreRecord",
+    "ScoreStore",
+    "ShardStore",
     "atomic_write_bytes",
     "call_key",
     "derive_seed",
     "prompt_sha",
     "sample_key",
     "schema_doc",
+    "score_key",
+    "steps_sha",
 ]

@@ -80,30 +80,31 @@ class CallRecord:
         return asdict(self)
 
 
-ARROW_SCHEMA = pa.schema(
-    [pa.field(f.name, f.metadata["arrow"]) for f in fields(CallRecord)],
-    metadata={b"tts_bench.schema_version": str(ROW_VERSION).encode(),
-              b"tts_bench.key_version": str(KEY_VERSION).encode()},
-)
+def arrow_schema_of(record_cls, row_version: int, key_version: int) -> pa.Schema:
+    """The Arrow schema of a record dataclass whose fields were declared with ``_f``."""
+    return pa.schema(
+        [pa.field(f.name, f.metadata["arrow"]) for f in fields(record_cls)],
+        metadata={b"tts_bench.schema_version": str(row_version).encode(),
+                  b"tts_bench.key_version": str(key_version).encode()},
+    )
+
+
+ARROW_SCHEMA = arrow_schema_of(CallRecord, ROW_VERSION, KEY_VERSION)
 
 COLUMNS = ARROW_SCHEMA.names
 
 
-def schema_doc() -> str:
+def schema_doc(record_cls=CallRecord) -> str:
     """One line per stored field: name, Arrow type, meaning (for docs and `tts-bench cache`)."""
     return "\n".join(f"{f.name:<18} {str(f.metadata['arrow']):<14} {f.metadata['doc']}"
-                     for f in fields(CallRecord))
+                     for f in fields(record_cls))
 
 
-def conform(table: pa.Table) -> pa.Table:
+def conform(table: pa.Table, schema: pa.Schema = ARROW_SCHEMA) -> pa.Table:
     """A table of any older row version with today's columns (absent ones null), cast."""
-    cols = []
-    for f in ARROW_SCHEMA:
-        if f.name in table.column_names:
-            cols.append(table.column(f.name).cast(f.type))
-        else:
-            cols.append(pa.nulls(table.num_rows, f.type))
-    return pa.Table.from_arrays(cols, schema=ARROW_SCHEMA)
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
+            else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
 
 
 def prompt_sha(prompt: str) -> str:

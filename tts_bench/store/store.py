@@ -3,6 +3,7 @@
 Layout under the store root (``results/store`` by default)::
 
     generations/<model_fp>/part-<time>-<pid>-<rand>-<sha16>.parquet
+    scores/<verifier_fp>/part-...parquet    verifier scores (``scores.py``)
     quarantine/...            damaged shards, moved aside (never deleted)
 
 Each shard is written to a hidden temporary file, fsync'd, then renamed into
@@ -68,17 +69,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         pass
 
 
-class GenerationStore:
+class ShardStore:
+    """Append-only, checksummed Parquet shards of one record schema, partitioned by a fingerprint.
+
+    Subclasses say which folder, schema and row version they hold; the write,
+    verify, quarantine, dedupe and compaction machinery is shared.
+    """
+
+    SUBDIR: str  # folder under the store root
+    SCHEMA: pa.Schema  # carries b"tts_bench.schema_version" in its metadata
+    ROW_VERSION: int
+    QUARANTINE = ""  # folder under quarantine/ (generations: none, as written before scores existed)
+    INFO_COLUMNS: tuple[str, ...] = ()  # copied from a partition's first row into info()
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.quarantined: list[Path] = []
 
+    @classmethod
+    def conform(cls, table: pa.Table) -> pa.Table:
+        """A table of an older row version with today's columns (absent ones null)."""
+        return conform(table, cls.SCHEMA)
+
     # -- paths ---------------------------------------------------------------
     def partition(self, model_fp: str) -> Path:
-        return self.root / "generations" / model_fp
+        return self.root / self.SUBDIR / model_fp
 
     def partitions(self) -> list[str]:
-        gen = self.root / "generations"
+        gen = self.root / self.SUBDIR
         return sorted(p.name for p in gen.iterdir() if p.is_dir()) if gen.is_dir() else []
 
     def shards(self, model_fp: str) -> list[Path]:
@@ -91,10 +109,10 @@ class GenerationStore:
     def write_shard(self, model_fp: str, records: Sequence[dict] | pa.Table) -> Path | None:
         """Persist records (dicts or a Table) as one new shard; returns its path."""
         if isinstance(records, pa.Table):
-            table = conform(records)
+            table = self.conform(records)
         else:
             table = pa.Table.from_pylist([r if isinstance(r, dict) else r.row() for r in records],
-                                         schema=ARROW_SCHEMA)
+                                         schema=self.SCHEMA)
         if table.num_rows == 0:
             return None
         buf = io.BytesIO()
@@ -122,23 +140,23 @@ class GenerationStore:
                 pf = pq.ParquetFile(io.BytesIO(data))
                 meta = pf.schema_arrow.metadata or {}
                 version = int(meta.get(b"tts_bench.schema_version", b"0"))
-                if version > ROW_VERSION or version < 1:
+                if version > self.ROW_VERSION or version < 1:
                     # Written by a newer tts-bench sharing this store: not
                     # damaged, so left in place (this version cannot know what
                     # its columns mean, so its samples count as missing here).
                     warnings.warn(
                         f"shard {path.name} has row version {version}; this tts-bench reads "
-                        f"versions 1..{ROW_VERSION}, so it skips the shard (left in place)",
+                        f"versions 1..{self.ROW_VERSION}, so it skips the shard (left in place)",
                         DamagedShardWarning,
                         stacklevel=3,
                     )
                     return None
-                if version == ROW_VERSION:
+                if version == self.ROW_VERSION:
                     return pf.read(columns=list(columns) if columns else None)
                 # An older row version: its columns, the newer ones as nulls.
                 have = set(pf.schema_arrow.names)
-                want = list(columns) if columns else ARROW_SCHEMA.names
-                table = conform(pf.read(columns=[c for c in want if c in have]))
+                want = list(columns) if columns else self.SCHEMA.names
+                table = self.conform(pf.read(columns=[c for c in want if c in have]))
                 return table.select(want)
             except Exception as e:  # unreadable Parquet
                 problem = f"unreadable ({type(e).__name__}: {e})"
@@ -146,7 +164,7 @@ class GenerationStore:
         return None
 
     def _quarantine(self, path: Path, why: str) -> None:
-        dest = self.root / "quarantine" / path.parent.name / path.name
+        dest = self.root / "quarantine" / self.QUARANTINE / path.parent.name / path.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             shutil.move(str(path), dest)
@@ -181,7 +199,7 @@ class GenerationStore:
             t = self._load_verified(path, cols)
             if t is not None and t.num_rows:
                 parts.append(t)
-        schema = ARROW_SCHEMA if cols is None else pa.schema([ARROW_SCHEMA.field(c) for c in cols])
+        schema = self.SCHEMA if cols is None else pa.schema([self.SCHEMA.field(c) for c in cols])
         if not parts:
             return schema.empty_table()
         table = pa.concat_tables(parts)
@@ -223,9 +241,9 @@ class GenerationStore:
                     rows += md.num_rows
                 except Exception:
                     continue
-            if shards:
+            if shards and self.INFO_COLUMNS:
                 try:
-                    first = pq.read_table(shards[0], columns=["model_id", "engine", "dataset"])
+                    first = pq.read_table(shards[0], columns=list(self.INFO_COLUMNS))
                     if first.num_rows:
                         meta = {c: first.column(c)[0].as_py() for c in first.column_names}
                 except Exception:
@@ -263,6 +281,15 @@ class GenerationStore:
         for p in used:
             p.unlink(missing_ok=True)
         return len(used)
+
+
+class GenerationStore(ShardStore):
+    """Engine calls' samples (``schema.CallRecord``), one partition per model fingerprint."""
+
+    SUBDIR = "generations"
+    SCHEMA = ARROW_SCHEMA
+    ROW_VERSION = ROW_VERSION
+    INFO_COLUMNS = ("model_id", "engine", "dataset")
 
 
 def _dedupe_by_key(table: pa.Table) -> pa.Table:

@@ -159,3 +159,6 @@ def check_capabilities(cfg: RunConfig) -> None:
             f"engine={cfg.engine.name} lacks {', '.join(lacking)}. "
             f"Use engine=llamacpp or engine=vllm"
         )
+    if cfg.verifier.kind == "genrm" and not caps.logprobs:
+        raise ConfigError(f"verifier=genrm reads P(Yes) from logprobs; engine={cfg.engine.name} returns "
+                          f"none. Use engine=llamacpp, engine=vllm or engine=openai")
