@@ -426,3 +426,60 @@ def test_genrm_killed_mid_scoring_resumes_without_scoring_twice(tmp_path):
     table = ScoreStore(tmp_path / "store").read(fp)
     rows = sum(len(pd.read_parquet(p)) for p in scores.glob("*/part-*.parquet"))
     assert rows == len(table) == 6  # nothing scored twice
+
+
+# ----------------------------------------------------------------- cost and solve-vs-verify
+
+
+def _graded(verifications, correct, classes, out_tokens=2, completion=10):
+    rows = []
+    for p, (vs, cs, cl) in enumerate(zip(verifications, correct, classes)):
+        for i, (v, c, a) in enumerate(zip(vs, cs, cl)):
+            rows.append({"problem_id": f"p{p}", "sample_index": i, "verifications": v, "correct": c,
+                         "answer_class": a, "verifier_output_tokens": out_tokens * len(v),
+                         "verifier_input_tokens": 100 * len(v), "completion_tokens": completion})
+    return pd.DataFrame(rows)
+
+
+def test_solve_vs_verify_by_hand():
+    from tts_bench.metrics.verification import solve_vs_verify
+
+    # One problem, 4 solutions (A right; B, B, C wrong), V = 2 verifications each.
+    g = _graded([[[0.9, 0.1], [0.8, 0.8], [0.2, 0.4], [0.1, 0.1]]], [[True, False, False, False]],
+                [["A", "B", "B", "C"]], out_tokens=5, completion=10)
+    t = solve_vs_verify(g, n_boot=0).set_index(["method", "solutions"])
+    assert t["lambda"].iloc[0] == pytest.approx(0.5)  # 5 tokens per verification / 10 per solution
+    # V=1 ranks by the first verification: A (0.9) best: BoN@1 = 1/4, BoN@4 = 1.
+    assert t.loc[("genrm V=1", 1), "accuracy"] == pytest.approx(0.25)
+    assert t.loc[("genrm V=1", 4), "accuracy"] == pytest.approx(1.0)
+    # V=2 averages: A 0.5, B 0.8, B 0.3, C 0.1 -> B first: BoN@4 = 0; BoN@2 = P(A beats the other) ...
+    assert t.loc[("genrm V=2", 4), "accuracy"] == pytest.approx(0.0)
+    # BoN@2 over pairs: A wins against {B(0.3), C}: 2 of 6 pairs -> 1/3.
+    assert t.loc[("genrm V=2", 2), "accuracy"] == pytest.approx(1 / 3)
+    assert t.loc[("genrm V=2", 2), "compute"] == pytest.approx(2 * (1 + 0.5 * 2))
+    # Self-consistency at C = 4: majority over all four is B: 0; at C = 1: 1/4.
+    assert t.loc[("self-consistency", 4), "accuracy"] == pytest.approx(0.0)
+    assert t.loc[("self-consistency", 1), "accuracy"] == pytest.approx(0.25)
+    assert set(t.index.get_level_values(0)) == {"genrm V=1", "genrm V=2", "self-consistency"}
+
+
+def test_verifier_cost_is_charged_to_verified_metrics_with_the_verifiers_shape():
+    from tts_bench.metrics.cost import prefill_flops
+    from tts_bench.metrics.model_shape import ModelShape
+    from tts_bench.metrics.verification import verifier_cost
+
+    shape = dict(n_params=1_000_000, n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, head_dim=16,
+                 vocab_size=100, source="test")
+    g = pd.DataFrame({"problem_id": ["a", "a", "b", "b"], "verifier_input_tokens": [100, 300, 200, 200],
+                      "verifier_output_tokens": [0, 0, 0, 0]})
+    cost = pd.DataFrame({"metric": ["pass@k", "bon@k", "bon@k"], "k": [2, 1, 2], "tokens": [20.0, 10, 20],
+                         "flops": [1.0, 2.0, 3.0]})
+    out = verifier_cost(cost, g, shape).set_index(["metric", "k"])
+    assert out.loc[("pass@k", 2), "verifier_input_tokens"] == 0
+    assert out.loc[("bon@k", 1), "verifier_input_tokens"] == pytest.approx(200)
+    assert out.loc[("bon@k", 2), "verifier_input_tokens"] == pytest.approx(400)
+    s = ModelShape(**shape)
+    per = prefill_flops(s, pd.Series([100, 300, 200, 200]).to_numpy(float))
+    want = ((per[0] + per[1]) / 2 + (per[2] + per[3]) / 2) / 2 * 2
+    assert out.loc[("bon@k", 2), "verifier_flops"] == pytest.approx(want)
+    assert out.loc[("bon@k", 2), "total_flops"] == pytest.approx(want + 3.0)

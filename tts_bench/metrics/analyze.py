@@ -39,7 +39,9 @@ class Analysis:
 
 
 def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int], *,
-                model_shape: dict | None = None, n_boot: int = 1000, seed: int = 0) -> Analysis:
+                model_shape: dict | None = None, n_boot: int = 1000, seed: int = 0,
+                verifier_shape: dict | None = None) -> Analysis:
+    """``verifier_shape``: the verifier model's shape, for its FLOPs in the cost table."""
     from .selection import selection_curves
 
     ks = sorted(set(int(k) for k in ks))
@@ -54,7 +56,10 @@ def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int],
     long = estimates[["problem_id", "metric", "k", "value"]]
     analysis = Analysis(curves=curves, per_problem=long)
 
+    from .verification import verifier_cost
+
     cost = _cost_table(curves, ffs_cost, problems, graded, ks, model_shape, analysis.notes)
+    cost = verifier_cost(cost, graded, verifier_shape)
     analysis.tables["cost"] = cost
     analysis.tables["frontier"] = _frontier(curves, cost)
     analysis.fit, analysis.tables["coverage_fit"] = _coverage_fit(curves)
@@ -124,7 +129,9 @@ def _frontier(curves: pd.DataFrame, cost: pd.DataFrame) -> pd.DataFrame:
         return points
     out = pareto_frontier(points, "tokens", "value", out_col="on_frontier")
     if "flops" in points.columns:
-        out["on_frontier_flops"] = pareto_frontier(points, "flops", "value")["on_frontier"]
+        # Verifier FLOPs count: best-of-N is charged its reward model's forward passes.
+        x = "total_flops" if "total_flops" in points.columns else "flops"
+        out["on_frontier_flops"] = pareto_frontier(points, x, "value")["on_frontier"]
     return out.sort_values(["tokens", "metric"]).reset_index(drop=True)
 
 

@@ -168,11 +168,15 @@ TITLES = {
     "adaptive": "Adaptive consistency against fixed-n majority vote at the same mean budget",
     "arise_repeats": "ARISE adaptive repeats per (problem, level): runs used, means, CVs",
     "arise_adaptive": "ARISE over the levels, from the means of the adaptive repeats",
-    "strategy_cost": "Cost per level: tokens by phase, FLOPs and eFLOPs with the model's shape",
+    "strategy_cost": "Cost per level: tokens by phase, FLOPs and eFLOPs with the model's shape "
+                     "(a verifier's with its own)",
+    "solve_vs_verify": "Self-consistency against generative verification at matched compute "
+                       "C = S(1 + lambda V), 95% CIs",
 }
 
 
-def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None) -> pd.DataFrame:
+def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None,
+                  verifier_shape: dict | None = None) -> pd.DataFrame:
     """Per level: accuracy, tokens by phase, the reused prefix, FLOPs and eFLOPs per trajectory.
 
     Tokens are what a trajectory generated (its calls' completion tokens).
@@ -184,12 +188,10 @@ def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None)
     all its samples: its accuracy is the majority vote and its costs are per
     problem (samples x per-sample cost; prefill counted per sample).
     """
-    rows = []
-    shape = None
-    if model_shape:
-        from .model_shape import ModelShape
+    from .model_shape import ModelShape
 
-        shape = ModelShape(**model_shape)
+    rows = []
+    shape = ModelShape(**model_shape) if model_shape else None
     pooled = strategy == "adaptive"  # one answer per problem from all its samples: per-problem sums
     for level, g in graded.groupby("level", sort=True):
         per = g.groupby("problem_id")
@@ -212,17 +214,25 @@ def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None)
             gen = g["completion_tokens"].to_numpy(dtype=float)
             row["flops"] = float((prefill_flops(shape, ctx) + decode_flops(shape, ctx, gen)).mean()) * scale
             row["eflops"] = float(kinetics_eflops(shape, ctx, gen, 1).total.mean()) * scale
+        if "verifier_input_tokens" in g.columns and g["verifier_input_tokens"].notna().any():
+            from .verification import verifier_sample_costs
+
+            vshape = ModelShape(**verifier_shape) if verifier_shape else None
+            for col, v in verifier_sample_costs(g, vshape).drop(columns="problem_id").mean().items():
+                row[col] = float(v) * scale
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def strategy_tables(strategy: str, graded: pd.DataFrame, cfg: dict, *, n_boot: int,
-                    seed: int = 0, model_shape: dict | None = None) -> dict[str, pd.DataFrame]:
+                    seed: int = 0, model_shape: dict | None = None,
+                    verifier_shape: dict | None = None) -> dict[str, pd.DataFrame]:
     """The strategy's own tables (empty for parallel)."""
     if strategy in ("parallel", None, "") or "level" not in graded.columns:
         return {}
     out: dict[str, pd.DataFrame] = {"levels": level_table(graded, n_boot=n_boot, seed=seed),
-                                    "strategy_cost": strategy_cost(graded, strategy, model_shape)}
+                                    "strategy_cost": strategy_cost(graded, strategy, model_shape,
+                                                                   verifier_shape)}
     if strategy == "budget-forcing":
         out["s1"] = s1_table(out["levels"], graded, list(cfg["strategy"]["budgets"]))
     elif strategy == "revise":

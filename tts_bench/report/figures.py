@@ -387,3 +387,24 @@ def levels_figure(levels: pd.DataFrame | None, out: Path, *, x_col: str, x_label
     _legend(ax, 2)
     ax.set_title("labels: level; bars: 95% CI over problems", fontsize=8, loc="right", color="0.4")
     return _save(fig, out, title)
+
+
+def solve_verify_figure(table: pd.DataFrame | None, out: Path) -> FigureFiles | None:
+    """Accuracy against compute (solution equivalents): self-consistency and genrm at each V, 95% CIs."""
+    if _empty(table):
+        return None
+    fig, ax = _new_figure()
+    colors = _colors()
+    for i, (method, d) in enumerate(table.groupby("method", sort=False)):
+        d = d.sort_values("compute")
+        err = [(d["accuracy"] - d["ci_low"]).clip(lower=0), (d["ci_high"] - d["accuracy"]).clip(lower=0)]
+        ax.errorbar(d["compute"], d["accuracy"], yerr=err, marker=_MARKERS[i % len(_MARKERS)],
+                    color=colors[i % len(colors)], capsize=3, linewidth=1.6, markersize=4.5, label=method)
+    ax.set_xscale("log", base=2)
+    lam = table["lambda"].iloc[0]
+    ax.set_xlabel(f"compute C = S(1 + lambda V), solution equivalents (lambda = {lam:.3g})")
+    ax.set_ylabel("accuracy")
+    _accuracy_ylim(ax, pd.concat([table["accuracy"], table["ci_low"], table["ci_high"]]))
+    ax.grid(True, alpha=0.3)
+    _legend(ax, table["method"].nunique())
+    return _save(fig, out, "Solve or verify: self-consistency against generative verification")

@@ -540,12 +540,18 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     per_problem = reduce_per_problem(main)
     n_min = int(main.groupby("problem_id").size().min()) if len(main) else 1
     ks = [k for k in cfg_ks(cfg_d) if k <= n_min] or [n_min]
+    vshape = (manifest.extra.get("verifier") or {}).get("model_shape") if "verifier_score" in main else None
     analysis = analyze_run(main, per_problem, ks, model_shape=manifest.model_shape,
-                           n_boot=boot, seed=0)
+                           n_boot=boot, seed=0, verifier_shape=vshape)
     from ..metrics.strategies import TITLES as STRATEGY_TITLES
     from ..metrics.strategies import strategy_tables
+    from ..metrics.verification import solve_vs_verify
 
-    own = strategy_tables(manifest.strategy, graded, cfg_d, n_boot=boot, model_shape=manifest.model_shape)
+    own = strategy_tables(manifest.strategy, graded, cfg_d, n_boot=boot, model_shape=manifest.model_shape,
+                          verifier_shape=vshape)
+    solve_verify = solve_vs_verify(main, n_boot=boot)
+    if not solve_verify.empty:
+        own["solve_vs_verify"] = solve_verify
     if repeats is not None:
         from .arise import arise_summary, level_stats, settled_runs
 
@@ -574,6 +580,11 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
                             x_label=x_col.replace("mean_", "mean ").replace("_", " ") + " per trajectory",
                             title="Accuracy per level against tokens")
         figures = [fig, *figures] if fig is not None else figures
+    if plot and "solve_vs_verify" in own:
+        from ..report.figures import solve_verify_figure
+
+        fig = solve_verify_figure(own["solve_vs_verify"], Path(run_dir) / "plots" / "solve_vs_verify")
+        figures = [*figures, fig] if fig is not None else figures
     timings["report_s"] = time.perf_counter() - t
     _update_manifest(
         run_dir,
