@@ -483,3 +483,77 @@ def test_verifier_cost_is_charged_to_verified_metrics_with_the_verifiers_shape()
     want = ((per[0] + per[1]) / 2 + (per[2] + per[3]) / 2) / 2 * 2
     assert out.loc[("bon@k", 2), "verifier_flops"] == pytest.approx(want)
     assert out.loc[("bon@k", 2), "total_flops"] == pytest.approx(want + 3.0)
+
+
+# ----------------------------------------------------------------- a reward model behind HTTP
+
+
+@pytest.fixture
+def pooling_server(tiny):
+    """A loopback server answering vLLM's /pooling as `vllm serve <prm> --task reward` does for
+    Qwen2.5-Math-PRM: the chat template applied to the messages, one [P(-), P(+)] row per step tag."""
+    import http.server
+    import threading
+
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny["token"])
+    model = AutoModelForTokenClassification.from_pretrained(tiny["token"]).eval()
+    sep = tok.convert_tokens_to_ids("<extra_0>")
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body)
+            text = tok.apply_chat_template(body["messages"], tokenize=False)
+            ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                probs = model(input_ids=ids).logits[0].softmax(-1)
+            rows = probs[ids[0] == sep].tolist()
+            reply = json.dumps({"data": [{"index": 0, "object": "pooling", "data": rows}],
+                                "usage": {"prompt_tokens": int(ids.shape[1])}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def test_http_reward_model_scores_equal_the_local_ones(tiny, pooling_server):
+    from tts_bench.verifiers.http import HTTPRewardVerifier
+
+    url, seen = pooling_server
+    cfg = compose(["verifier=http-prm", f"verifier.base_url={url}", "verifier.served_model=tiny-prm"])
+    remote = _scores(HTTPRewardVerifier(cfg.verifier))
+    local = _scores(_verifier("qwen2.5-math-prm", tiny["token"]))
+    for r, loc in zip(remote, local):
+        assert r.step_scores == pytest.approx(loc.step_scores, abs=1e-5)
+        assert r.input_tokens == loc.input_tokens
+    assert seen[0]["model"] == "tiny-prm" and seen[0]["messages"][-1]["role"] == "assistant"
+
+
+def test_http_reward_model_errors_are_one_line(tiny, pooling_server):
+    from tts_bench.verifiers import VerifierError
+    from tts_bench.verifiers.http import HTTPRewardVerifier
+
+    url, _ = pooling_server
+    cfg = compose(["verifier=http-prm", f"verifier.base_url={url}", "verifier.served_model=m",
+                   "verifier.step_suffix=\\n"])  # the server finds no <extra_0>: 0 rows for 2 steps
+    with pytest.raises(VerifierError, match="returned 0 rows for 2 steps; serve the PRM with step pooling"):
+        _scores(HTTPRewardVerifier(cfg.verifier), [("a", "b")])
+    dead = compose(["verifier=http-prm", "verifier.base_url=http://127.0.0.1:9", "verifier.max_retries=0",
+                    "verifier.served_model=m"])
+    with pytest.raises(VerifierError) as e:
+        _scores(HTTPRewardVerifier(dead.verifier), [("a",)])
+    assert str(e.value) == ("reward model server http://127.0.0.1:9/pooling unreachable (ConnectError); "
+                            "start it or fix verifier.base_url")

@@ -1,4 +1,4 @@
-"""`tts-bench list`: the models, datasets, strategies, budgets and engines available."""
+"""`tts-bench list`: the models, datasets, strategies, budgets, engines and verifiers available."""
 
 from __future__ import annotations
 
@@ -52,4 +52,15 @@ def list_cmd() -> None:
             can = "?"
         engines.add_row(name, can, what)
     console.print(engines)
+    verifiers = Table(title="verifiers (verifier=option; a finished run: tts-bench score RUN verifier=...)")
+    for col in ("verifier", "kind", "model", "reads", "aggregate"):
+        verifiers.add_column(col)
+    for name in group_options("verifier"):
+        v = compose([f"verifier={name}"]).verifier
+        model = getattr(v, "path", None) or getattr(v, "served_model", None) or \
+            (getattr(v, "model_path", None) or "the run's model" if v.kind == "genrm" else "-")
+        reads = {"genrm": "P(Yes) after the verification prompt", "none": "-"}.get(
+            v.kind, f"{getattr(v, 'readout', '')} at {getattr(v, 'score_at', '')}")
+        verifiers.add_row(name, v.kind, str(model), reads, v.aggregate)
+    console.print(verifiers)
 
