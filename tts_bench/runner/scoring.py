@@ -36,6 +36,7 @@ class ScoringResult:
     seconds: float = 0.0
     missing: int = 0  # samples of the run not in the store yet (not scored)
     sources: dict = field(default_factory=dict)  # genrm: how verifications were read
+    verifier_calls: int = 0  # model calls made now: forward passes, requests, or generated verifications
 
 
 def score_run(run_dir: Path, cfg: RunConfig, *, engine=None, progress: bool = False,
@@ -63,6 +64,7 @@ def score_run(run_dir: Path, cfg: RunConfig, *, engine=None, progress: bool = Fa
         with bar:
             scores = layer.score(requests)
         ident = layer.identity
+        calls = int(getattr(verifier, "calls", layer.stats.scored))
     finally:
         verifier.close()
         if opened is not None:
@@ -80,9 +82,10 @@ def score_run(run_dir: Path, cfg: RunConfig, *, engine=None, progress: bool = Fa
             "model_id": ident.model_id, "weights_hash": ident.weights_hash,
             "config": dataclasses.asdict(v), "model_shape": _verifier_shape(cfg, ident.model_id)}
     result = ScoringResult(layer.stats, info, time.perf_counter() - t0, missing,
-                           dict(getattr(verifier, "sources", {}) or {}))
+                           dict(getattr(verifier, "sources", {}) or {}), calls)
     rd.update({"verifier": info, "scoring": dataclasses.asdict(result.stats) | {
-        "seconds": result.seconds, "samples": len(requests), "sources": result.sources}})
+        "seconds": result.seconds, "samples": len(requests), "sources": result.sources,
+        "verifier_calls": calls}})
     return result
 
 
