@@ -32,6 +32,7 @@ from .schema import (
     RewardModelConfig,
     RunConfig,
     ScriptedEngineConfig,
+    SearchConfig,
     ShardConfig,
     StrategyConfig,
     VerifierConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "RewardModelConfig",
     "RunConfig",
     "ScriptedEngineConfig",
+    "SearchConfig",
     "ShardConfig",
     "StrategyConfig",
     "VerifierConfig",
@@ -78,6 +80,7 @@ _SCHEMAS = {
     ("strategy", "base_budget_forcing"): BudgetForcingConfig,
     ("strategy", "base_revise"): ReviseConfig,
     ("strategy", "base_adaptive"): AdaptiveConfig,
+    ("strategy", "base_search"): SearchConfig,
     ("budget", "base_budget"): BudgetConfig,
     ("engine", "base_llamacpp"): LlamaCppEngineConfig,
     ("engine", "base_vllm"): VLLMEngineConfig,
@@ -179,13 +182,20 @@ def config_from_dict(d: dict) -> RunConfig:
         return cls(**kw)
 
     def pick(group: str, values: dict, attr: str, fallback):
-        want = (values or {}).get(attr)
-        if group == "verifier" and want == "orm":
-            want = "prm"  # one schema serves both reward-model kinds
-        for (g, _), cls in _SCHEMAS.items():
-            if g == group and cls is not fallback and getattr(cls, attr, None) == want:
+        """The group's schema whose default ``attr`` is the recorded one, else the one whose
+        fields best cover the recorded keys (search strategies share one schema)."""
+        values = values or {}
+        classes = [cls for (g, _), cls in _SCHEMAS.items() if g == group]
+        for cls in classes:
+            if cls is not fallback and getattr(cls, attr, None) == values.get(attr):
                 return build(cls, values)
-        return build(fallback, values)
+        keys = set(values)
+
+        def fit(cls):
+            names = {f.name for f in dataclasses.fields(cls)}
+            return (len(keys & names), -len(names - keys))
+
+        return build(max(classes, key=fit) if keys else fallback, values)
 
     top = {k: v for k, v in d.items() if k not in ("model", "dataset", "budget", "shard", "arise", "strategy",
                                                    "engine", "launcher", "verifier")}
@@ -349,6 +359,25 @@ def _validate_strategy(cfg: RunConfig) -> None:
     elif isinstance(s, ReviseConfig):
         if s.depth < 1 or s.context < 1:
             raise ConfigError(f"strategy.depth and strategy.context must be >= 1, got {s.depth}, {s.context}")
+    elif isinstance(s, SearchConfig):
+        ns = list(s.ns) if s.ns else [cfg.budget.n]
+        if any(n < 1 for n in ns) or ns != sorted(set(ns)):
+            raise ConfigError(f"strategy.ns must be increasing positive counts, got {ns}")
+        if s.name in ("beam-search", "dvts") and any(n % s.beam_width for n in ns):
+            raise ConfigError(f"strategy={s.name} splits N into N/M beams: every N in {ns} must be a "
+                              f"multiple of strategy.beam_width={s.beam_width}")
+        if s.beam_width < 1 or s.max_steps < 1 or s.max_expansions < 1:
+            raise ConfigError("strategy.beam_width, strategy.max_steps and strategy.max_expansions "
+                              "must be >= 1")
+        if not s.step_delimiter:
+            raise ConfigError("strategy.step_delimiter must not be empty (a step ends there)")
+        if s.softmax_temperature <= 0 or s.rebase_temperature <= 0:
+            raise ConfigError("strategy.softmax_temperature and strategy.rebase_temperature must be > 0")
+        if s.ess_threshold is not None and not 0 < s.ess_threshold <= 1:
+            raise ConfigError(f"strategy.ess_threshold must be in (0, 1], got {s.ess_threshold}")
+        if cfg.verifier.kind == "none":
+            raise ConfigError(f"strategy={s.name} asks a verifier which partial solutions to keep: add "
+                              f"verifier=genrm or a reward model (tts-bench list shows them)")
     elif isinstance(s, AdaptiveConfig):
         if not 0.5 < s.confidence < 1:
             raise ConfigError(f"strategy.confidence must be in (0.5, 1), got {s.confidence}")

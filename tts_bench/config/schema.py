@@ -100,6 +100,29 @@ class AdaptiveConfig(StrategyConfig):
 
 
 @dataclass
+class SearchConfig(StrategyConfig):
+    """Verifier-guided search, step by step (``beam-search``, ``dvts``, ``particle-filter``, ``rebase``,
+    ``best-first``). ``budget.n`` is N: completions per problem (beams, particles, tree width)."""
+
+    name: str = "beam-search"
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_tokens: int = 256  # tokens per step
+    step_delimiter: str = "\n\n"  # a step ends here (kept in the text)
+    max_steps: int = 40  # depth limit; candidates unfinished by then are never returned
+    beam_width: int = 4  # M: children per beam (beam-search, dvts); K children per pop (best-first)
+    ns: Optional[List[int]] = None  # N grid (each a separate search, one level each); None: [budget.n]
+    # particle-filter
+    softmax_temperature: float = 1.0  # tau: resampling probabilities softmax(logit(r) / tau)
+    ess_threshold: Optional[float] = None  # ePF: resample (systematic, tempered) only when ESS < this * N
+    # rebase
+    rebase_temperature: float = 0.2  # T: children per node ceil(W softmax(score / T))
+    # best-first
+    max_expansions: int = 16  # pops of the priority queue
+    stop_at_first: bool = True  # stop at the first finished solution (else the best within the budget)
+
+
+@dataclass
 class BudgetConfig:
     """Samples per problem and the k grid every metric is reported at."""
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -105,13 +106,16 @@ class ScriptedEngine:
         p = req.params
         t0 = time.perf_counter()
         script = self._text(req.prompt + req.prefix, index)
-        words = script.split()
+        # Tokens are words; each keeps the whitespace after it, so a text's
+        # line breaks (a search's "\n\n" step ends) survive a cut.
+        pieces = re.findall(r"\S+\s*", script)
+        words = [w.rstrip() for w in pieces]
         # A script text is the whole assistant turn: a prefix that is its start
         # is continued from where it stops.
         said = req.prefix.split()
         resumed = bool(said) and words[:len(said)] == said
         if resumed:
-            words = words[len(said):]
+            words, pieces = words[len(said):], pieces[len(said):]
         out: list[str] = []
         stop_reason, stop_string = STOP_LENGTH, None
         for w in words:
@@ -130,7 +134,7 @@ class ScriptedEngine:
         else:
             stop_reason = STOP_EOS  # the script ran out: the model ended its answer
         natural = stop_reason == STOP_EOS and len(out) == len(words) and not resumed and not req.prefix
-        text = script if natural else " ".join(out)
+        text = script if natural else "".join(pieces[: len(out)])
         if req.prefix and text and not req.prefix[-1].isspace():
             text = " " + text  # word tokens carry their leading space, as BPE tokens do
         cut, which = match_stop_string(text, p.stop)
@@ -138,6 +142,8 @@ class ScriptedEngine:
             stop_reason, stop_string = STOP_STRING, which
             text = cut + (which if p.include_stop_str_in_output else "")
             out = text.split()
+        elif not natural:
+            text = text.rstrip()
         ids = [word_id(w) for w in out]
         prefix_len = len(req.prefix_ids) if req.prefix_ids is not None else len(req.prefix.split())
         return Completion(req.request_id, index, text, len(req.prompt.split()) + prefix_len,

@@ -98,6 +98,10 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
     t = time.perf_counter()
     engine = make_engine(cfg.engine, cfg.model)
     timings["engine_init_s"] = time.perf_counter() - t
+    scorer, verifier_engine = None, None
+    if getattr(strat, "uses_verifier", False):  # a search asks the verifier while it generates
+        scorer, verifier_engine = _search_scorer(cfg, engine)
+        strat = make_strategy(cfg, AnswerReader(task.extractor), scorer=scorer)
     store = GenerationStore(cfg.store_dir)
     rd = RunDir(Path(cfg.runs_dir) / run_name(cfg))
     bar = _Progress(enabled=progress)
@@ -122,7 +126,7 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
                 trajectories = [tr.row() for tr in strat.run(views, layer)]
                 if cfg.arise.repeats:
                     trajectories += _arise_repeats(cfg, task, problems, views, trajectories, engine,
-                                                   store, bar, layers, console)
+                                                   store, bar, layers, console, scorer)
         except KeyboardInterrupt:
             gen.interrupted = True
             trajectories = None
@@ -141,6 +145,10 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
         raise
     finally:
         gen.seconds = time.perf_counter() - t0
+        if scorer is not None:
+            scorer.verifier.close()
+        if verifier_engine is not None:
+            verifier_engine.close()
     # A genrm verifier of the run's own model scores with this engine (loaded once).
     if gen.interrupted or not (evaluate_after and _verifier_reuses_engine(cfg)):
         engine.close()
@@ -168,12 +176,21 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
             engine.close()
 
 
+def _search_scorer(cfg: RunConfig, engine):
+    """The score layer a search strategy asks while it generates, and the engine it opened (or None)."""
+    from ..store import ScoreStore
+    from ..verifiers import ScoreLayer, make_verifier
+
+    verifier, opened = make_verifier(cfg, engine=engine)
+    return ScoreLayer(verifier, ScoreStore(cfg.store_dir), dataset=cfg.dataset.name), opened
+
+
 def _verifier_reuses_engine(cfg: RunConfig) -> bool:
     return cfg.verifier.kind == "genrm" and not cfg.verifier.model_path
 
 
 def _arise_repeats(cfg: RunConfig, task, problems, views, rows: list[dict], engine, store, bar,
-                   layers: list, console) -> list[dict]:
+                   layers: list, console, scorer=None) -> list[dict]:
     """Repeats 1.. of the strategy (base seed strategy.seed + r) until ARISE's rule settles."""
     from ..config import budget_ks
     from .arise import level_stats, settled_runs
@@ -193,7 +210,7 @@ def _arise_repeats(cfg: RunConfig, task, problems, views, rows: list[dict], engi
             break
         seed = int(cfg.strategy.seed) + r
         cfg_r = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, seed=seed))
-        strat_r = make_strategy(cfg_r, AnswerReader(task.extractor))
+        strat_r = make_strategy(cfg_r, AnswerReader(task.extractor), scorer=scorer)
         layer = CallLayer(engine, store, base_seed=seed, dataset=cfg.dataset.name,
                           batch_size=cfg.engine.batch_size, progress=bar)
         layers.append(layer)

@@ -157,7 +157,9 @@ class RunDir:
         index, count = shard
         path = self.trajectories_dir / f"part-{index}-of-{count}.parquet"
         self.trajectories_dir.mkdir(parents=True, exist_ok=True)
-        write_parquet(path, pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS))
+        # The shared columns always (an empty part too), then a strategy's own (search scores, tree cost).
+        extra = list(dict.fromkeys(k for r in rows for k in r if k not in TRAJECTORY_COLUMNS))
+        write_parquet(path, pd.DataFrame(rows, columns=TRAJECTORY_COLUMNS + extra))
         # Parts of another shard count are an earlier split of the same run
         # (deterministic, so superseded once this split's parts exist): drop them
         # so they never merge into this one's tables.

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..config import RunConfig
@@ -52,8 +53,12 @@ def score_run(run_dir: Path, cfg: RunConfig, *, engine=None, progress: bool = Fa
     questions = {p.id: _question(p.messages) for p in load_problems(cfg.dataset, cfg.model.system_prompt)}
     v = cfg.verifier
     rows = samples.drop_duplicates("key")
-    requests = [ScoreRequest(k, pid, questions.get(pid, ""), steps_of(v, text or ""))
-                for k, pid, text in zip(rows["key"], rows["problem_id"], rows["text"])]
+    # A trajectory of several calls is scored as its last call (whose key covers the whole
+    # prefix): the key a search used for the same solution, so nothing is scored twice.
+    scored_as = [ck[-1] if isinstance(ck, (list, tuple, np.ndarray)) and len(ck) else k for k, ck in
+                 zip(rows["key"], rows["call_keys"] if "call_keys" in rows else [None] * len(rows))]
+    requests = [ScoreRequest(sk, pid, questions.get(pid, ""), steps_of(v, text or ""))
+                for sk, pid, text in zip(scored_as, rows["problem_id"], rows["text"])]
     bar = _Progress(enabled=progress)
     verifier, opened = make_verifier(cfg, engine=engine, progress=bar)
     try:
@@ -70,7 +75,7 @@ def score_run(run_dir: Path, cfg: RunConfig, *, engine=None, progress: bool = Fa
         if opened is not None:
             opened.close()
     out = pd.DataFrame({
-        "key": [r.sample_key for r in requests],
+        "key": rows["key"].tolist(),
         "verifier_score": [aggregate(s.step_scores, v.aggregate) for s in scores],
         "step_scores": [list(s.step_scores) for s in scores],
         "verifier_input_tokens": [s.input_tokens for s in scores],

@@ -7,10 +7,11 @@
 ``parallel`` (n independent samples), ``budget-forcing`` (s1: cap or extend
 the thinking, one shared generation for the whole budget grid), ``revise``
 (sequential revisions, Snell et al.), ``adaptive`` (adaptive consistency,
-Aggarwal et al.).
+Aggarwal et al.), and the verifier-guided searches on ``search.py``:
+``beam-search`` and ``dvts``, ``particle-filter``, ``rebase``, ``best-first``.
 """
 
-from . import adaptive, budget_forcing, parallel, revise  # noqa: F401  (register)
+from . import adaptive, beam_search, best_first, budget_forcing, parallel, particle_filter, rebase, revise  # noqa: F401,I001
 from .base import (
     STRATEGIES,
     AnswerReader,
@@ -35,5 +36,7 @@ __all__ = [
 ]
 
 
-def make_strategy(cfg, answers: AnswerReader) -> Strategy:
-    return get_strategy(cfg.strategy.name)(cfg, answers)
+def make_strategy(cfg, answers: AnswerReader, scorer=None) -> Strategy:
+    """The configured strategy; ``scorer`` (a verifiers.ScoreLayer) for those that search with one."""
+    cls = get_strategy(cfg.strategy.name)
+    return cls(cfg, answers, scorer=scorer) if getattr(cls, "uses_verifier", False) else cls(cfg, answers)

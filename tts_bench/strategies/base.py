@@ -59,6 +59,7 @@ class Trajectory:
     text: str  # what grading reads
     main: bool = True  # part of the run's main pass@k/maj@k analysis
     phase_tokens: dict = field(default_factory=dict)  # e.g. {"thinking": t, "answer": a, "extension": e}
+    extra: dict = field(default_factory=dict)  # strategy-specific columns (search: score, tree cost)
 
     @property
     def key(self) -> str:
@@ -96,6 +97,7 @@ class Trajectory:
             "mean_logprob": (sum(lps) / len(lps)) if lps and len(self.calls) == 1 else None,
             "seed": last.seed,
             "latency_s": sum(c.latency_s for c in self.calls),
+            **self.extra,
         }
 
 
