@@ -92,8 +92,15 @@ def build_tiny_tokenizer(folder: str | Path, vocab_size: int = VOCAB_SIZE):
 def tiny_config(arch: str = "qwen2", *, vocab_size: int, head: str = "causal", num_labels: int = 2,
                 eos_token_id: int | None = None, pad_token_id: int | None = None,
                 hidden_size: int = 64, num_layers: int = 2, max_positions: int = 512,
-                initializer_range: float = 0.02):
-    """A 2-layer config of the given family: ``qwen2`` (q/k/v biases, GQA) or ``llama``."""
+                initializer_range: float = 0.3):
+    """A 2-layer config of the given family: ``qwen2`` (q/k/v biases, GQA) or ``llama``.
+
+    ``initializer_range`` 0.3, not transformers' 0.02: at 0.02 a model this
+    small is near-uniform and its greedy path repeats one token forever; at
+    0.3 its greedy text varies token to token and sampling is still spread
+    (top probability about 0.1), and classification heads' probabilities
+    spread over (0, 1) instead of sitting near 0.5.
+    """
     from transformers import LlamaConfig, Qwen2Config
 
     families = {"qwen2": Qwen2Config, "llama": LlamaConfig}
