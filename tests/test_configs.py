@@ -58,7 +58,7 @@ def test_budget_grid_adds_n():
          "unknown dataset 'foo'. Valid choices: aime24, aime25, arith, gpqa_diamond, gsm8k, math500"),
         (["engine=tgi"],
          "unknown engine 'tgi'. Valid choices: llamacpp, openai, openai-llamacpp, "
-         "openai-llamacpp-completions, scripted, vllm, vllm-cpu"),
+         "openai-llamacpp-completions, scripted, transformers, vllm, vllm-cpu"),
         (["dataset"], "bad override 'dataset': expected key=value (e.g. dataset=gsm8k or budget.n=16)"),
         (["budget.x=2"], "unknown config key 'budget.x'. Valid keys in budget: ks, n"),
         (["budget.n=abc"], "bad value 'abc' for budget.n: expected integer"),

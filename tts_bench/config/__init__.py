@@ -31,6 +31,7 @@ from .schema import (
     ScriptedEngineConfig,
     ShardConfig,
     StrategyConfig,
+    TransformersEngineConfig,
     VLLMEngineConfig,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "ScriptedEngineConfig",
     "ShardConfig",
     "StrategyConfig",
+    "TransformersEngineConfig",
     "VLLMEngineConfig",
     "compose",
     "compose_dict",
@@ -75,6 +77,7 @@ _SCHEMAS = {
     ("engine", "base_vllm"): VLLMEngineConfig,
     ("engine", "base_openai"): OpenAIEngineConfig,
     ("engine", "base_scripted"): ScriptedEngineConfig,
+    ("engine", "base_transformers"): TransformersEngineConfig,
     ("launcher", "base_launcher"): LauncherConfig,
 }
 

@@ -177,6 +177,24 @@ class OpenAIEngineConfig(EngineConfig):
 
 
 @dataclass
+class TransformersEngineConfig(EngineConfig):
+    """Hugging Face transformers in-process: any AutoModelForCausalLM folder (or cached hub id).
+
+    Sampling, stop handling and per-sample seeds are this harness's own decode
+    loop over the model's forward pass (KV cache), never the model's
+    generation_config.
+    """
+
+    name: str = "transformers"
+    batch_size: int = 16  # samples per forward batch (left-padded, across requests)
+    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 | float16
+    attn_implementation: Optional[str] = None  # None: transformers' choice (sdpa); eager | flash_attention_2
+    trust_remote_code: bool = False
+    tokenizer: Optional[str] = None  # tokenizer folder or hub id (default: model.path)
+
+
+@dataclass
 class ScriptedEngineConfig(EngineConfig):
     """A fake engine that answers from a JSONL script; drives tests on CPU."""
 
