@@ -9,7 +9,7 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 
-install:  ## the package, the embedded CPU engine (portable llama.cpp build, smoke-tested) and the dev tools
+install:  ## the package, the embedded CPU engine (portable llama.cpp build, smoke-tested), torch + transformers (hf extra) and the dev tools
 	VENV=$(VENV) bash scripts/install.sh
 
 run:  ## the embedded default: SmolLM2-135M on generated arithmetic, on CPU

@@ -10,6 +10,7 @@ from tts_bench.config import (
     RunConfig,
     budget_ks,
     compose,
+    compose_dict,
     conf_dir,
     expand_sweep,
     group_options,
@@ -22,7 +23,13 @@ from tts_bench.config import (
     [(g, o) for g in GROUPS for o in sorted(p.stem for p in (conf_dir() / g).glob("*.yaml"))],
 )
 def test_every_yaml_composes_and_converts(group, option):
-    cfg = compose([f"{group}={option}"])
+    from tts_bench.strategies import get_strategy
+
+    # A search asks a verifier while it generates: it composes only with one.
+    searches = group == "strategy" and getattr(get_strategy(compose_dict([f"strategy={option}",
+                                                                          "verifier=genrm"]).strategy.name),
+                                               "uses_verifier", False)
+    cfg = compose([f"{group}={option}"] + (["verifier=genrm"] if searches else []))
     assert isinstance(cfg, RunConfig)
     node = getattr(cfg, group)
     expected = {
@@ -59,7 +66,7 @@ def test_budget_grid_adds_n():
          "unknown dataset 'foo'. Valid choices: aime24, aime25, arith, gpqa_diamond, gsm8k, math500"),
         (["engine=tgi"],
          "unknown engine 'tgi'. Valid choices: llamacpp, openai, openai-llamacpp, "
-         "openai-llamacpp-completions, scripted, vllm, vllm-cpu"),
+         "openai-llamacpp-completions, scripted, transformers, vllm, vllm-cpu"),
         (["dataset"], "bad override 'dataset': expected key=value (e.g. dataset=gsm8k or budget.n=16)"),
         (["budget.x=2"], "unknown config key 'budget.x'. Valid keys in budget: ks, n"),
         (["budget.n=abc"], "bad value 'abc' for budget.n: expected integer"),

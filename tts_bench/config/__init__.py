@@ -35,6 +35,7 @@ from .schema import (
     SearchConfig,
     ShardConfig,
     StrategyConfig,
+    TransformersEngineConfig,
     VerifierConfig,
     VLLMEngineConfig,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "SearchConfig",
     "ShardConfig",
     "StrategyConfig",
+    "TransformersEngineConfig",
     "VerifierConfig",
     "VLLMEngineConfig",
     "compose",
@@ -86,6 +88,7 @@ _SCHEMAS = {
     ("engine", "base_vllm"): VLLMEngineConfig,
     ("engine", "base_openai"): OpenAIEngineConfig,
     ("engine", "base_scripted"): ScriptedEngineConfig,
+    ("engine", "base_transformers"): TransformersEngineConfig,
     ("launcher", "base_launcher"): LauncherConfig,
     ("verifier", "base_verifier"): VerifierConfig,
     ("verifier", "base_reward_model"): RewardModelConfig,

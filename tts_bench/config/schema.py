@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from omegaconf import MISSING
+# omegaconf.MISSING is this string; spelled out so that the schemas (and the
+# engines that take them) import without omegaconf, as the GPU check does.
+MISSING = "???"
 
 
 @dataclass
@@ -197,6 +199,24 @@ class OpenAIEngineConfig(EngineConfig):
     # Chat mode: continue an assistant prefix with vLLM's continue_final_message
     # (vllm serve supports it; OpenAI's own API and llama.cpp's server do not).
     continue_final_message: bool = False
+
+
+@dataclass
+class TransformersEngineConfig(EngineConfig):
+    """Hugging Face transformers in-process: any AutoModelForCausalLM folder (or cached hub id).
+
+    Sampling, stop handling and per-sample seeds are this harness's own decode
+    loop over the model's forward pass (KV cache), never the model's
+    generation_config.
+    """
+
+    name: str = "transformers"
+    batch_size: int = 16  # samples per forward batch (left-padded, across requests)
+    device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bfloat16 on cuda, float32 on cpu) | float32 | bfloat16 | float16
+    attn_implementation: Optional[str] = None  # None: transformers' choice (sdpa); eager | flash_attention_2
+    trust_remote_code: bool = False
+    tokenizer: Optional[str] = None  # tokenizer folder or hub id (default: model.path)
 
 
 @dataclass

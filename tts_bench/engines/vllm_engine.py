@@ -140,6 +140,23 @@ def folder_weights_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+def hf_weights_hash(model_cfg: ModelConfig) -> str:
+    """The weights hash of a local Hugging Face folder, else the pinned hub revision."""
+    folder = Path(model_cfg.path).expanduser()
+    if folder.is_dir():
+        return folder_weights_hash(folder)
+    return model_cfg.revision or "hub:unpinned"
+
+
+def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
+    """The prompt text a Hugging Face tokenizer's chat template makes of messages."""
+    return tokenizer.apply_chat_template(
+        [{"role": m.role, "content": m.content} for m in messages],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+
+
 @dataclass(frozen=True)
 class _Unit:
     """One vLLM request: some samples of one of our requests."""
@@ -248,11 +265,7 @@ class VLLMEngine:
 
     def identity(self) -> ModelIdentity:
         if self._weights_hash is None:
-            folder = Path(self.model_cfg.path).expanduser()
-            if folder.is_dir():
-                self._weights_hash = folder_weights_hash(folder)
-            else:
-                self._weights_hash = self.model_cfg.revision or "hub:unpinned"
+            self._weights_hash = hf_weights_hash(self.model_cfg)
         return ModelIdentity(
             model_id=str(self.model_cfg.path),
             weights_hash=self._weights_hash,
@@ -261,11 +274,7 @@ class VLLMEngine:
         )
 
     def render(self, messages: Sequence[Message]) -> str:
-        return self._tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in messages],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
+        return render_chat(self._tokenizer, messages)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of assistant text, no special tokens added."""
