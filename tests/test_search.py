@@ -261,3 +261,52 @@ def test_search_strategies_compose_with_the_yaml_defaults():
         cfg = compose([f"strategy={name}", "verifier=genrm", "budget.n=8"])
         assert cfg.strategy.name == name and cfg.strategy.step_delimiter == "\n\n"
     assert Path(__file__).exists()
+
+
+# ----------------------------------------------------------------- the embedded model, killed
+
+
+@pytest.mark.model
+def test_embedded_search_killed_and_resumed_generates_and_scores_nothing_twice(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pyarrow.parquet as pq
+
+    pytest.importorskip("llama_cpp")
+    repo = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "tts_bench", "run", "--no-progress", "strategy=beam-search",
+            "verifier=genrm", "verifier.verifications=1", "budget.n=2", "strategy.beam_width=2",
+            "dataset.size=2", "strategy.max_steps=3", "strategy.max_tokens=24", "plot=false",
+            f"store_dir={tmp_path}/store", f"runs_dir={tmp_path}/runs"]
+    proc = subprocess.Popen(args, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    scores = tmp_path / "store" / "scores"
+    deadline = time.time() + 600
+    while time.time() < deadline and len(list(scores.glob("*/part-*.parquet"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(scores.glob("*/part-*.parquet")), "the kill came before any score was stored"
+    rerun = subprocess.run(args, cwd=repo, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+
+    def rows_and_keys(folder):
+        keys = [k for p in folder.glob("*/part-*.parquet") for k in pq.read_table(p, columns=["key"])["key"]
+                .to_pylist()]
+        return len(keys), len(set(keys))
+
+    for folder in (tmp_path / "store" / "generations", scores):
+        rows, distinct = rows_and_keys(folder)
+        assert rows == distinct > 0  # nothing generated or scored twice
+    again = subprocess.run(args, cwd=repo, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    (run,) = list((tmp_path / "runs").iterdir())
+    manifest = json.loads((run / "manifest.json").read_text())
+    last = manifest["invocations"][-1]
+    assert last["generation"]["generated"] == 0
+    assert last["search_scoring"]["scored"] == 0 and last["search_scoring"]["verifier_calls"] == 0
+    assert manifest["scoring"]["scored"] == 0

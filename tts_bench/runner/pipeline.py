@@ -156,8 +156,12 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
     timings["generate_s"] = gen.seconds
     if trajectories is not None:
         rd.write_trajectories(trajectories, (index, count))
-    rd.add_invocation({"shard": [index, count], "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                       "generation": dataclasses.asdict(gen)})
+    invocation = {"shard": [index, count], "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                  "generation": dataclasses.asdict(gen)}
+    if scorer is not None:  # what the search asked its verifier (partial solutions)
+        invocation["search_scoring"] = dataclasses.asdict(scorer.stats) | {
+            "verifier_calls": int(getattr(scorer.verifier, "calls", scorer.stats.scored))}
+    rd.add_invocation(invocation)
     if store.quarantined and console is not None:
         console.print(f"[yellow]{len(store.quarantined)} damaged shard(s) quarantined; "
                       "their samples were regenerated or will be on the next run[/]")
