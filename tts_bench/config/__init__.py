@@ -224,6 +224,9 @@ def _validate(cfg: RunConfig) -> None:
             f"shard.index={cfg.shard.index} must be in 0..shard.count-1={cfg.shard.count - 1}"
         )
     _validate_strategy(cfg)
+    engine_check = getattr(cfg.engine, "check", None)
+    if engine_check is not None:
+        engine_check(cfg.model)
     lc = cfg.launcher
     if lc.name not in ("local", "gpus"):
         raise ConfigError(f"unknown launcher.name '{lc.name}'. Valid choices: gpus, local")
