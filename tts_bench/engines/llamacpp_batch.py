@@ -19,14 +19,19 @@ seed; greedy at temperature 0) -- the chain ``Llama.create_completion`` builds,
 minus its neutral stages -- so each sample draws from its own RNG stream.
 
 Reproducibility: the schedule (which sequences share a step, where their
-cells sit) is a function of the requests, their order and the configuration
-alone, so the same requests with the same config and ``parallel_sequences``
-give the same tokens, run after run. It is not bit-invariant to the batch's
-composition: attention over a KV cache shared by several sequences sums over
-a different set of (masked) cells, and a shared prompt is evaluated in one
-pass where a late sibling re-evaluates its last token alone, so logits can
-differ in the last bits, and a seeded draw that lands on a boundary then picks
-another token. Same seed and same logits give the same token.
+cells sit) is a function of the requests, their order and the settings
+alone, so the same requests with the same engine settings give the same
+tokens, run after run. Two things make tokens depend on the batch, and so
+differ from the single-sequence engine this replaced: llama.cpp on CPU
+computes a one-token batch (or a batch with one output row) with other
+kernels than a larger one, and logits differ by up to ~1 on SmolLM2-135M
+Q4_1 -- measured; with two rows or more, a sequence's logits were the same
+bits at 2 to 32 sequences per step, any slot, thread count or hole in the
+cache, so every step is kept at two rows (``_two_outputs``) -- and attention
+sums over a sequence's cells in cache order, which differs from position
+order once freed cells are reused, changing logits by a similar amount.
+A seeded draw near a boundary then picks another token, and the sample
+diverges from there. Same seed and same logits always give the same token.
 """
 
 from __future__ import annotations
