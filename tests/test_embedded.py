@@ -165,10 +165,111 @@ def test_llamacpp_never_decodes_past_the_context_window(tmp_path):
 
     cfg = _cfg(tmp_path, "model.context_length=64", "strategy.max_tokens=600", "strategy.temperature=1.0")
     engine = make_engine(cfg.engine, cfg.model)
-    n_ctx = engine._llm.n_ctx()  # llama.cpp rounds a small context up
+    n_ctx = engine.context_window  # positions one sequence may fill
     engine.close()
     assert n_ctx < 600
     result = run_experiment(cfg, progress=False)  # used to fail: llama_decode returned 1
     samples = pd.read_parquet(result.run_dir / "samples.parquet")
     assert ((samples.prompt_tokens + samples.completion_tokens) <= n_ctx).all()
     assert set(samples.finish_reason) <= {"stop", "length"}
+
+
+# -- parallel sequences in one llama_decode per step --------------------------------
+
+
+def _engine(*overrides):
+    from tts_bench.config import compose as _compose
+    from tts_bench.engines import make_engine
+
+    cfg = _compose(["engine=llamacpp", *overrides])
+    return make_engine(cfg.engine, cfg.model)
+
+
+def _requests(engine, n_requests=3, n=4, **params):
+    from tts_bench.engines.base import GenerationRequest, Message, SamplingParams
+
+    p = {"temperature": 0.7, "top_p": 0.95, "max_tokens": 24, **params}
+    out = []
+    for r in range(n_requests):
+        msgs = (Message("user", f"What is {r + 2} + {3 * r + 5}? Answer briefly."),)
+        out.append(GenerationRequest(r, engine.render(msgs), msgs, SamplingParams(**p),
+                                     tuple(range(n)), tuple(100 * r + i for i in range(n))))
+    return out
+
+
+def _tokens(engine, requests):
+    done = [c for group in engine.generate(requests) for c in group]
+    return {(c.request_id, c.sample_index): c for c in done}
+
+
+def test_samples_decode_together_and_share_their_prompt():
+    engine = _engine("engine.parallel_sequences=16")
+    try:
+        reqs = _requests(engine)
+        done = _tokens(engine, reqs)
+        d = engine._decoder
+        assert len(done) == 12 and d.max_live == 12
+        tokens = sum(c.completion_tokens for c in done.values())
+        # One step per token of the longest sample (+1 for the prefill), not one per token.
+        longest = max(c.completion_tokens for c in done.values())
+        assert d.steps <= longest + 2 < tokens
+        # Each request's prompt is evaluated once for its 4 samples.
+        assert d.prompt_tokens == sum(len(engine._prompt_ids(r.prompt)) for r in reqs)
+    finally:
+        engine.close()
+
+
+def test_late_samples_reuse_the_prompt_cells_of_their_siblings():
+    engine = _engine("engine.parallel_sequences=3")
+    try:
+        (req,) = _requests(engine, n_requests=1, n=6, ignore_eos=True, max_tokens=8)
+        done = _tokens(engine, [req])
+        d = engine._decoder
+        assert len(done) == 6 and d.max_live == 3
+        assert all(c.completion_tokens == 8 and c.stop_reason == "length" for c in done.values())
+        # 3 samples admitted with one prompt pass. All 3 end at the same step, so the
+        # prompt cells are parked for the 3 admitted next: they evaluate only the last
+        # prompt token, once for the three.
+        assert d.prompt_tokens == len(engine._prompt_ids(req.prompt)) + 1
+    finally:
+        engine.close()
+
+
+def test_same_config_same_requests_same_tokens():
+    a, b = _engine(), _engine()
+    try:
+        reqs = _requests(a, n_requests=4, n=4)
+        first = {k: c.token_ids for k, c in _tokens(a, reqs).items()}
+        assert {k: c.token_ids for k, c in _tokens(a, reqs).items()} == first  # same engine again
+        assert {k: c.token_ids for k, c in _tokens(b, reqs).items()} == first  # a fresh engine
+        assert len({tuple(t) for t in first.values()}) > 8  # seeds differ, samples differ
+    finally:
+        a.close()
+        b.close()
+
+
+def test_kv_cells_below_the_batch_need_make_samples_wait():
+    # Each sample reserves prompt (~20) + 40 tokens; 256 cells hold at most 4 of them.
+    engine = _engine("model.context_length=256", "engine.kv_cells=256", "engine.parallel_sequences=16")
+    try:
+        reqs = _requests(engine, n_requests=2, n=6, max_tokens=40, ignore_eos=True)
+        done = _tokens(engine, reqs)
+        assert len(done) == 12 and all(c.completion_tokens == 40 for c in done.values())
+        assert engine._decoder.max_live <= 256 // (40 + 18)
+    finally:
+        engine.close()
+
+
+def test_logprobs_are_the_model_distribution_of_each_sampled_token():
+    engine = _engine()
+    try:
+        (req,) = _requests(engine, n_requests=1, n=2, temperature=0.0, logprobs=True, max_tokens=8)
+        done = _tokens(engine, [req])
+        for c in done.values():
+            assert len(c.token_logprobs) == c.completion_tokens > 0
+            assert all(lp <= 0.0 for lp in c.token_logprobs)
+        # Greedy: both samples are the same tokens with the same logprobs.
+        a, b = done[(0, 0)], done[(0, 1)]
+        assert a.token_ids == b.token_ids and a.token_logprobs == b.token_logprobs
+    finally:
+        engine.close()

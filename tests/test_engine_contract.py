@@ -121,7 +121,7 @@ def _llamacpp(request, tmp_path_factory) -> Harness:
     cfg = compose(["engine=llamacpp"])
     engine = make_engine(cfg.engine, cfg.model)
     return Harness("llamacpp", engine, engine_capabilities(cfg.engine),
-                   detokenize=lambda ids: engine._llm.detokenize(ids).decode("utf-8", "replace"))
+                   detokenize=engine.detokenize)
 
 
 def _openai(request, tmp_path_factory) -> Harness:
@@ -318,3 +318,21 @@ def test_min_tokens_holds_the_end_back(h):
     assert c.completion_tokens >= 10
     if c.token_ids is not None:
         assert len(c.token_ids) >= 10
+
+
+# --------------------------------------------------------------------------- llamacpp settings
+
+
+@pytest.mark.parametrize("override,message", [
+    ("engine.parallel_sequences=0", "engine.parallel_sequences=0 must be in 1..254 (llama.cpp holds 256 "
+                                    "sequences per context; the engine keeps 2 for itself)"),
+    ("engine.n_batch=8", "engine.n_batch=8 must be at least engine.parallel_sequences=16 (one token per "
+                         "sequence each step)"),
+    ("engine.kv_cells=1000", "engine.kv_cells=1000 is below model.context_length=2048; raise it or leave "
+                             "it null (= parallel_sequences x context_length)"),
+    ("engine.n_threads=0", "engine.n_threads=0 must be at least 1, or null"),
+])
+def test_llamacpp_settings_fail_at_compose_with_one_line(override, message):
+    with pytest.raises(ConfigError) as e:
+        compose(["engine=llamacpp", override])
+    assert str(e.value) == message

@@ -314,6 +314,9 @@ def _validate(cfg: RunConfig) -> None:
         )
     _validate_strategy(cfg)
     _validate_verifier(cfg)
+    engine_check = getattr(cfg.engine, "check", None)
+    if engine_check is not None:
+        engine_check(cfg.model)
     lc = cfg.launcher
     if lc.name not in ("local", "gpus"):
         raise ConfigError(f"unknown launcher.name '{lc.name}'. Valid choices: gpus, local")

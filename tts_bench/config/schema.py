@@ -143,9 +143,35 @@ class EngineConfig:
 @dataclass
 class LlamaCppEngineConfig(EngineConfig):
     name: str = "llamacpp"
-    n_threads: Optional[int] = None  # None: all cores but one
-    n_batch: int = 512
+    n_threads: Optional[int] = None  # None: all cores but one (see engines/llamacpp.py)
+    n_batch: int = 512  # tokens per llama_decode step: one per sequence in flight, plus prompt tokens
+    # Samples decoded together, one llama.cpp sequence each, in one llama_decode
+    # per step; 1 decodes one sample at a time through the same code.
+    parallel_sequences: int = 16
+    # KV cache cells shared by all sequences. None: parallel_sequences x
+    # model.context_length, so every sequence can fill its window. Lower it to
+    # save memory: samples then wait for room (each reserves prompt + max_tokens).
+    kv_cells: Optional[int] = None
+    flash_attn: bool = False
     verbose: bool = False
+
+    def check(self, model: "ModelConfig") -> None:
+        """Raise ConfigError (one line) for settings llama.cpp would reject later."""
+        from . import ConfigError
+
+        if not 1 <= self.parallel_sequences <= 254:
+            raise ConfigError(f"engine.parallel_sequences={self.parallel_sequences} must be in 1..254 "
+                              f"(llama.cpp holds 256 sequences per context; the engine keeps 2 for itself)")
+        if self.n_batch < self.parallel_sequences:
+            raise ConfigError(f"engine.n_batch={self.n_batch} must be at least "
+                              f"engine.parallel_sequences={self.parallel_sequences} (one token per sequence "
+                              f"each step)")
+        if self.kv_cells is not None and self.kv_cells < model.context_length:
+            raise ConfigError(f"engine.kv_cells={self.kv_cells} is below model.context_length="
+                              f"{model.context_length}; raise it or leave it null "
+                              f"(= parallel_sequences x context_length)")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ConfigError(f"engine.n_threads={self.n_threads} must be at least 1, or null")
 
 
 @dataclass

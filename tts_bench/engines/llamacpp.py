@@ -13,28 +13,22 @@ min_p=0.05, ...) differ from other engines' and would silently change what
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import random
-import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..config import ConfigError, LlamaCppEngineConfig, ModelConfig
 from .base import (
-    STOP_EOS,
-    STOP_LENGTH,
-    STOP_STRING,
-    STOP_TOKEN,
     Capabilities,
     Completion,
     GenerationRequest,
     Message,
     ModelIdentity,
     finish_reason_of,
-    match_stop_string,
     sha256_file,
 )
+from .llamacpp_batch import BatchDecoder, _Sample
 
 
 def resolve_model_path(path: str) -> Path:
@@ -66,7 +60,7 @@ def _weights_hash(path: Path) -> str:
     return _HASH_CACHE[k]
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     # One core fewer than the machine has: llama.cpp's OpenMP threads spin at
     # barriers, and when any other process (a grading worker, the harness)
     # takes a core, prefill stalls for seconds (measured on 2 cores: 17-token
@@ -79,8 +73,11 @@ class LlamaCppEngine:
     capabilities = Capabilities(seed=True, prefix=True, token_ids=True, logprobs=True, min_tokens=True)
 
     def __init__(self, engine_cfg: LlamaCppEngineConfig, model_cfg: ModelConfig):
+        engine_cfg.check(model_cfg)
         try:
             import llama_cpp
+            from llama_cpp import _internals
+            from llama_cpp._logger import set_verbose
         except ImportError:
             raise ConfigError(
                 "engine=llamacpp needs llama-cpp-python: pip install -e '.[cpu]'"
@@ -89,9 +86,20 @@ class LlamaCppEngine:
         self.cfg = engine_cfg
         self.model_cfg = model_cfg
         self.path = resolve_model_path(model_cfg.path)
-        self._logits_all = False
-        self._llm = self._load(logits_all=False)
-        meta = self._llm.metadata
+        set_verbose(engine_cfg.verbose)
+        llama_cpp.llama_backend_init()
+        self._model = _internals.LlamaModel(
+            path_model=str(self.path), params=llama_cpp.llama_model_default_params(),
+            verbose=engine_cfg.verbose)
+        self.parallel = engine_cfg.parallel_sequences
+        self.context_window = model_cfg.context_length  # positions one sequence may fill
+        self.kv_cells = engine_cfg.kv_cells or self.parallel * self.context_window
+        self.n_threads = engine_cfg.n_threads or default_threads()
+        self._ctx = _internals.LlamaContext(model=self._model, params=self._context_params(),
+                                            verbose=engine_cfg.verbose)
+        self._decoder = BatchDecoder(llama_cpp, self._model, self._ctx.ctx, parallel=self.parallel,
+                                     kv_cells=self.kv_cells, n_batch=engine_cfg.n_batch)
+        meta = self._model.metadata()
         template = meta.get("tokenizer.chat_template")
         if not template:
             raise ConfigError(f"{self.path.name} has no chat template in its GGUF metadata")
@@ -101,7 +109,7 @@ class LlamaCppEngine:
             tid = meta.get(key)
             if tid is None:
                 return ""
-            return self._llm.detokenize([int(tid)], special=True).decode("utf-8", "replace")
+            return self._model.detokenize([int(tid)], special=True).decode("utf-8", "replace")
 
         self._formatter = Jinja2ChatFormatter(
             template=template,
@@ -110,17 +118,20 @@ class LlamaCppEngine:
             add_generation_prompt=True,
         )
 
-    def _load(self, logits_all: bool):
-        self._logits_all = logits_all
-        return self._llama_cpp.Llama(
-            model_path=str(self.path),
-            n_ctx=self.model_cfg.context_length,
-            n_threads=self.cfg.n_threads or _default_threads(),
-            n_batch=self.cfg.n_batch,
-            logits_all=logits_all,
-            seed=0,
-            verbose=self.cfg.verbose,
-        )
+    def _context_params(self):
+        lc = self._llama_cpp
+        cp = lc.llama_context_default_params()
+        cp.n_ctx = self.kv_cells + 1  # + the padding token's cell (a parked prompt is reserved)
+        cp.n_batch = self.cfg.n_batch + 1
+        cp.n_ubatch = self.cfg.n_batch + 1
+        cp.n_seq_max = self.parallel + 2  # + the padding and the parking sequences
+        cp.kv_unified = True  # one cell pool: a shared prompt is stored once, not per sequence
+        cp.n_threads = self.n_threads
+        cp.n_threads_batch = self.n_threads  # every step with several sequences is a "batch"
+        cp.flash_attn_type = (lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.cfg.flash_attn
+                              else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cp.no_perf = True
+        return cp
 
     def identity(self) -> ModelIdentity:
         return ModelIdentity(
@@ -136,108 +147,58 @@ class LlamaCppEngine:
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of assistant text: no BOS; special-token text maps to its id."""
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        """The text of token ids as completions carry it (special tokens written as nothing)."""
+        return self._model.detokenize(list(ids), special=False).decode("utf-8", "replace")
 
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Completion]]:
-        if any(r.params.logprobs for r in requests) and not self._logits_all:
-            del self._llm
-            self._llm = self._load(logits_all=True)
-        for req in requests:
-            ids = self._prompt_ids(req.prompt)
-            if req.prefix_ids is not None:
-                ids = ids + list(req.prefix_ids)
-            elif req.prefix:
-                ids = ids + self.tokenize(req.prefix)
-            for idx, seed in zip(req.sample_indices, req.seeds):
-                yield [self._sample(req, ids, idx, seed)]
+        """All requests' samples as parallel sequences; groups of those that finished together.
 
-    def _sample(self, req: GenerationRequest, ids: list[int], idx: int, seed: int | None) -> Completion:
-        """One sample, token by token, with exactly the sampler create_completion builds.
-
-        Decoding here instead of in create_completion gives the token ids and
-        the real stop reason (EOS, a stop token id, a stop string, the length
-        cap), and lets min_tokens hold EOS back; the same seed samples the
-        same tokens as create_completion does.
+        See ``llamacpp_batch`` for the schedule, the sampler and what it does
+        to reproducibility.
         """
-        llama_cpp = self._llama_cpp
-        llm = self._llm
+        samples = [s for req in requests for s in self._samples(req)]
+        for finished in self._decoder.run(samples):
+            yield [self._completion(s) for s in finished]
+
+    def _samples(self, req: GenerationRequest) -> list[_Sample]:
+        ids = self._prompt_ids(req.prompt)
+        if req.prefix_ids is not None:
+            ids = ids + list(req.prefix_ids)
+        elif req.prefix:
+            ids = ids + self.tokenize(req.prefix)
         p = req.params
-        t0 = time.perf_counter()
-        llm.set_seed(seed if seed is not None else random.Random().randint(0, 2**31 - 1))
-        vocab = llm._model.vocab
-        held = list(dict.fromkeys([llm.token_eos(), *p.stop_token_ids]))
-        out: list[int] = []
-
-        def hold_back(_input_ids, scores):
-            if len(out) < p.min_tokens:
-                scores[held] = -math.inf
-            return scores
-
-        processors = None
-        if p.min_tokens > 0:
-            processors = llama_cpp.LogitsProcessorList([hold_back])
-        stop_reason, stop_string = STOP_LENGTH, None
-        text = ""
         # As create_completion does: never decode past the context window; the
         # cap reads as "length".
-        n_ctx = llm.n_ctx()
-        if len(ids) >= n_ctx:
+        if len(ids) >= self.context_window:
             raise ConfigError(
-                f"prompt + prefix of {len(ids)} tokens fills model.context_length={n_ctx}; raise "
-                f"model.context_length or shorten the prompt (stored calls are kept)"
+                f"prompt + prefix of {len(ids)} tokens fills model.context_length={self.context_window}; "
+                f"raise model.context_length or shorten the prompt (stored calls are kept)"
             )
-        max_tokens = min(p.max_tokens, n_ctx - len(ids))
-        if max_tokens > 0:
-            for tok in llm.generate(
-                ids,
-                top_k=p.top_k if p.top_k > 0 else 0,  # 0: whole vocabulary
-                top_p=p.top_p,
-                min_p=p.min_p,
-                typical_p=1.0,
-                temp=p.temperature,
-                repeat_penalty=1.0,
-                frequency_penalty=0.0,
-                presence_penalty=0.0,
-                tfs_z=1.0,
-                mirostat_mode=0,
-                logits_processor=processors,
-            ):
-                if not p.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, tok):
-                    stop_reason = STOP_EOS
-                    break
-                if tok in p.stop_token_ids:
-                    stop_reason, stop_string = STOP_TOKEN, str(tok)
-                    break
-                out.append(tok)
-                if p.stop:
-                    so_far = llm.detokenize(out, prev_tokens=ids).decode("utf-8", "ignore")
-                    cut, which = match_stop_string(so_far, p.stop)
-                    if which is not None:
-                        stop_reason, stop_string = STOP_STRING, which
-                        text = cut + (which if p.include_stop_str_in_output else "")
-                        break
-                if len(out) >= max_tokens:
-                    break
-        if stop_reason != STOP_STRING:
-            text = llm.detokenize(out, prev_tokens=ids).decode("utf-8", "ignore")
-        lps = None
-        if p.logprobs and out:
-            n0 = len(ids) - 1  # logits at position i predict token i + 1
-            rows = llm.scores[n0 : n0 + len(out), :]
-            lp = llm.logits_to_logprobs(rows)
-            lps = [float(lp[i, t]) for i, t in enumerate(out) if math.isfinite(lp[i, t])]
+        max_tokens = min(p.max_tokens, self.context_window - len(ids))
+        held = list(dict.fromkeys([self._model.token_eos(), *p.stop_token_ids]))
+        return [
+            _Sample(req=req, ids=ids, index=idx, max_tokens=max_tokens, held=held,
+                    seed=seed if seed is not None else random.Random().randint(0, 2**31 - 1),
+                    logprobs=[] if p.logprobs else None)
+            for idx, seed in zip(req.sample_indices, req.seeds)
+        ]
+
+    def _completion(self, s: _Sample) -> Completion:
         return Completion(
-            request_id=req.request_id,
-            sample_index=idx,
-            text=text,
-            prompt_tokens=len(ids),
-            completion_tokens=len(out),
-            finish_reason=finish_reason_of(stop_reason),
-            latency_s=time.perf_counter() - t0,
-            token_logprobs=lps,
-            token_ids=out,
-            stop_reason=stop_reason,
-            stop_string=stop_string,
+            request_id=s.req.request_id,
+            sample_index=s.index,
+            text=s.text,
+            prompt_tokens=len(s.ids),
+            completion_tokens=len(s.out),
+            finish_reason=finish_reason_of(s.stop_reason),
+            latency_s=s.latency_s,
+            token_logprobs=s.logprobs if s.out else None,
+            token_ids=s.out,
+            stop_reason=s.stop_reason,
+            stop_string=s.stop_string,
         )
 
     def _prompt_ids(self, prompt: str) -> list[int]:
@@ -249,10 +210,15 @@ class LlamaCppEngine:
         bos = self._formatter.bos_token
         # add_bos lets llama.cpp add BOS where the model's vocabulary asks for it.
         add_bos = not (bos and prompt.startswith(bos))
-        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
+        return self._model.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True)
 
     def close(self) -> None:
-        llm = getattr(self, "_llm", None)
-        if llm is not None:
-            llm.close() if hasattr(llm, "close") else None
-            self._llm = None
+        decoder = getattr(self, "_decoder", None)
+        if decoder is not None:
+            decoder.close()
+            self._decoder = None
+        for name in ("_ctx", "_model"):
+            obj = getattr(self, name, None)
+            if obj is not None:
+                obj.close()
+                setattr(self, name, None)
