@@ -50,6 +50,7 @@ class Case:
     pred: str
     expected: bool
     default: bool  # the test compares with default options
+    kind: str = "compare_strings"  # or "verify": parse()/verify() called with no options
 
 
 def _literal(node: ast.AST):
@@ -136,6 +137,7 @@ def load_cases(tests_dir: Path) -> list[Case]:
                         pred=str(params["pred"]),
                         expected=bool(params[expected_name]),
                         default=default,
+                        kind=kind,
                     )
                 )
     return cases
@@ -168,7 +170,7 @@ def math_verify_itself(cases: list[Case]) -> list[bool]:
     helper = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     out = []
     for c in cases:
-        if c.test == "test_string_extraction":  # calls parse()/verify() with no options
+        if c.kind == "verify":  # parse()/verify() with no options
             out.append(bool(verify(parse(c.gold), parse(c.pred))))
         else:  # the suite's compare_strings helper, default arguments
             out.append(bool(verify(parse(c.gold, helper), parse(c.pred, helper))))
