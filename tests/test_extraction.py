@@ -112,6 +112,20 @@ def test_math_extraction_and_grading(text, extracted, gold, correct):
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # unbalanced delimiters by the thousand before the answer: read in one pass
+        ("\\[ x " * 3000 + "\\boxed{5}", "5"),
+        ("\\boxed{" * 3000 + " so \\boxed{7}", "7"),
+        ("$$ a " * 3001 + "Answer: 9", "9"),
+        ("\\( y " * 3000 + "\n$z$", "z"),
+    ],
+)
+def test_unbalanced_delimiters_do_not_hide_the_answer(text, expected):
+    assert extract_answer(text, "boxed") == expected
+
+
+@pytest.mark.parametrize(
     "text",
     [
         r"<think>Let me try \boxed{5} first and",  # stopped while thinking

@@ -77,13 +77,10 @@ _BARE_FRAC_RE = re.compile(r"(?<![\w\\{])-?\\[dtc]?frac\{-?\d+(?:\.\d+)?\}\{-?\d
 _WHOLE_NUMBER_RE = re.compile(r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[-+−]?\.\d+")
 # Math as written in text: display $$..$$ and \[..\] may span lines; inline $..$
 # and \(..\) may not. A "$" right after a digit or a backslash is currency.
-_MATH_SPAN_RE = re.compile(
-    r"(?<!\\)\$\$((?:[^$]|\$(?!\$))+?)(?<!\\)\$\$"
-    r"|(?<!\\)\\\[(.+?)(?<!\\)\\\]"
-    r"|(?<![\\\d$])\$((?:\\\$|[^\n$])+?)(?<!\\)\$"
-    r"|(?<!\\)\\\(([^\n]+?)(?<!\\)\\\)",
-    re.DOTALL,
-)
+_MATH_OPEN_RE = re.compile(r"(?<!\\)(?:\$\$|\\\[|\\\()|(?<![\\\d$])\$")
+_MATH_CLOSE = {"$$": "$$", "\\[": "\\]", "\\(": "\\)", "$": "$"}
+_BRACE_RE = re.compile(r"\\.|[{}]", re.DOTALL)
+_BARE_TOKEN_RE = re.compile(r"[^\s$]+")
 # Two plain words in a row outside commands: a "$...$" pair that is prose between
 # two currency signs ("$5 and then $7"), not math.
 _PROSE_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}\s+[A-Za-z]{2,}(?![A-Za-z])")
@@ -94,9 +91,11 @@ _CONNECTOR_RE = re.compile(
     r"|\\(?:text|mbox|mathrm)\s*\{\s*(?:,|and|or)?\s*\}|\$|\\[()\[\]]|\\\\"
     r"|[A-Za-z](?:_\{?\w+\}?)?\s*=)*"
 )
-# "Final Answer: ...", "The final answer is ...", "the final answer to (a) is: ..."
-_FINAL_ANSWER_RE = re.compile(r"final\s+answer(?:\s*:|[^\n.:]{0,60}?\bis\b\s*:?)", re.IGNORECASE)
-_ANSWER_RE = re.compile(r"\banswer(?:\s*:|[^\n.:]{0,40}?\bis\b\s*:?)", re.IGNORECASE)
+# "Final Answer: ...", "The final answer is ...", "the final answers to (a) are: ..."
+_FINAL_ANSWER_RE = re.compile(
+    r"final\s+answers?(?:\s*:|[^\n.:]{0,60}?\b(?:is|are)\b\s*:?)", re.IGNORECASE
+)
+_ANSWER_RE = re.compile(r"\banswers?(?:\s*:|[^\n.:]{0,40}?\b(?:is|are)\b\s*:?)", re.IGNORECASE)
 # Where a stated answer ends: a full stop, a line break, or "I hope it is correct".
 _STATEMENT_END_RE = re.compile(r"\.(?=\s|$)|\n|\bI hope\b")
 _STATEMENT_WINDOW = 600  # characters after "answer is" that can hold the answer
@@ -146,43 +145,93 @@ def final_text(text: str) -> str:
     return "" if "<think>" in text else text
 
 
+def _closing_braces(text: str, start: int) -> dict[int, int]:
+    """Where each ``{`` from ``start`` on is closed: one pass, so a text full of
+    unclosed boxes costs its length, not its length times its boxes."""
+    stack: list[int] = []
+    pairs: dict[int, int] = {}
+    for m in _BRACE_RE.finditer(text, start):
+        c = m.group()
+        if c == "{":
+            stack.append(m.start())
+        elif c == "}" and stack:
+            pairs[stack.pop()] = m.start()
+    return pairs
+
+
 def _boxes(text: str) -> list[_Span]:
     r"""Every complete, non-empty ``\boxed{...}``/``\fbox{...}``, in order.
 
     A box whose braces never close (a truncated generation) or an empty box is
     skipped; ``\boxed 5`` (no braces) is read up to the next space.
     """
+    found = list(_BOX_RE.finditer(text))
+    if not found:
+        return []
+    pairs = _closing_braces(text, found[0].start())
     out: list[_Span] = []
-    for m in _BOX_RE.finditer(text):
+    for m in found:
         if out and m.start() < out[-1].end:
             continue  # a box inside the previous one
         end = m.end()
+        content = None
         if end < len(text) and text[end] == "{":
-            content = _balanced(text, end + 1)
-            stop = end + 2 + len(content) if content is not None else end
-        elif end > m.start() + len(r"\boxed") and end < len(text):
-            token = re.match(r"[^\s$]+", text[end:])  # "\boxed 5": a bare token
-            content = token.group(0) if token else None
-            stop = end + len(content) if content else end
-        else:
-            content = None
+            close = pairs.get(end)
+            if close is not None:
+                content, stop = text[end + 1 : close], close + 1
+        elif end > m.start() + len(r"\boxed"):  # "\boxed 5": a bare token
+            token = _BARE_TOKEN_RE.match(text, end)
+            if token:
+                content, stop = token.group(0), token.end()
         if content is not None and content.strip():
             out.append(_Span(m.start(), stop, content.strip()))
     return out
 
 
+def _find_unescaped(text: str, token: str, start: int, stop: int) -> int:
+    while True:
+        j = text.find(token, start, stop)
+        if j <= 0 or text[j - 1] != "\\":
+            return j
+        start = j + 1
+
+
 def _math_spans(text: str) -> list[_Span]:
-    """Every math span (``$..$``, ``$$..$$``, ``\\(..\\)``, ``\\[..\\]``) that holds math."""
-    out = []
-    for m in _MATH_SPAN_RE.finditer(text):
-        inline_dollar = m.group(3) is not None
-        content = next(g for g in m.groups() if g is not None).strip()
+    """Every math span (``$..$``, ``$$..$$``, ``\\(..\\)``, ``\\[..\\]``) that holds math.
+
+    Display spans may cross lines, inline ones may not. One left pass: an
+    opener with no closer before its limit (the end of the text, or of the
+    line) marks every later opener of its kind up to that limit as unclosed
+    too, so unbalanced delimiters never make the scan quadratic.
+    """
+    out: list[_Span] = []
+    unclosed: dict[str, int] = {}  # opener -> no closer of it before this position
+    pos, n = 0, len(text)
+    while True:
+        m = _MATH_OPEN_RE.search(text, pos)
+        if m is None:
+            return out
+        opener, begin = m.group(), m.end()
+        stop = n
+        if opener in ("$", "\\("):
+            line_end = text.find("\n", begin)
+            stop = n if line_end == -1 else line_end
+        if unclosed.get(opener, -1) >= stop:
+            pos = begin
+            continue
+        closer = _MATH_CLOSE[opener]
+        end = _find_unescaped(text, closer, begin, stop)
+        if end == -1:
+            unclosed[opener] = stop
+            pos = begin
+            continue
+        pos = end + len(closer)
+        content = text[begin:end].strip()
         if not content:
             continue
-        if inline_dollar and _PROSE_RE.search(_TEXT_WRAPPER_RE.sub(" ", content)):
+        if opener == "$" and _PROSE_RE.search(_TEXT_WRAPPER_RE.sub(" ", content)):
             continue
-        out.append(_Span(m.start(), m.end(), content))
-    return out
+        out.append(_Span(m.start(), pos, content))
 
 
 def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
