@@ -269,8 +269,14 @@ def _last_group(text: str, spans: list[_Span], boxes: bool = False) -> list[_Spa
 
 
 def _joined(group: list[_Span]) -> str:
-    """Several answers as one list ("(2,2), (6,2)"); a repeated one counts once."""
-    return ", ".join(dict.fromkeys(s.content for s in group))
+    """Several answers as one list ("(2,2), (6,2)"); a repeated one counts once.
+
+    An item's own trailing separator ("$-14,$ $-7,$") is the list's, not the item's.
+    """
+    if len(group) == 1:
+        return group[0].content
+    items = (s.content.rstrip(",; ") for s in group)
+    return ", ".join(dict.fromkeys(item for item in items if item))
 
 
 def _rightmost(text: str) -> str | None:
@@ -506,7 +512,7 @@ def normalize_answer(s: str | None) -> str:
     s = _AND_OR_RE.sub(", ", s)
     s = _SPACE_RE.sub(_drop_space, s.strip())
     s = _strip_outer(s, "{", "}")
-    s = re.sub(r"(?<!\.)\.$", "", s)
+    s = re.sub(r"(?<!\.)\.$", "", s).rstrip(",;")  # "4," ends a sentence, not a list
     degrees = _DEGREES_RE.match(s)
     if degrees and canonical_number(degrees.group(1)) is not None:
         s = degrees.group(1)
