@@ -6,15 +6,25 @@ so a grade can be traced to the rule that produced it::
     from tts_bench.grading import extract_answer, normalize_answer
 
     extract_answer(r"... so the answer is $\boxed{\dfrac{1}{2}}$.", "boxed")  # '\dfrac{1}{2}'
+    extract_answer(r"\boxed{(2,2)} and \boxed{(6,2)}", "boxed")               # '(2,2), (6,2)'
+    extract_answer("Final Answer: The largest $n$ is 34.", "boxed")            # '34'
     normalize_answer(r"\dfrac{1}{2}")                                          # '\frac{1}{2}'
 
 Every extractor is a pure function ``text -> str | None``; ``None`` means the
-text holds no answer. ``normalize_answer`` maps surface variants of one answer
-("0.50", ".5", "$0.5$") to one string: samples are graded once per distinct
-normalized answer, so the normalization must never merge two answers that
-mean different things. It only removes presentation (delimiters, spacing,
-``\left``/``\right``, text wrappers, units after a number) and writes plain
-numbers in one canonical decimal form.
+text holds no answer. Each reads only the answer part of a generation (after
+``</think>``, see :func:`final_text`). The math extractor returns LaTeX for
+math-verify to read (a list of several boxed answers, a math span, a number),
+never the sentence around it; its order of preference follows math-verify's
+own (boxes and a later final-answer statement, then "answer is", then
+whatever is written last), so tts-bench and math-verify read one text alike.
+
+``normalize_answer`` maps surface variants of one answer ("0.50", ".5",
+"$0.5$") to one string: samples are graded once per distinct normalized
+answer, so the normalization must never merge two answers that mean
+different things ("32, 349" is a list, "32,349" a number). It only removes
+presentation (delimiters, spacing, ``\left``/``\right``, text wrappers, units
+and a percent sign after a number) and writes plain numbers in one canonical
+decimal form.
 """
 
 from __future__ import annotations
