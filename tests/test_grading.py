@@ -249,7 +249,7 @@ def test_choice_and_exact_graders():
 def test_graders_have_versions_and_private_ones_are_unlisted():
     assert {"math", "choice", "exact"} <= set(list_graders())
     assert not [n for n in list_graders() if n.startswith("_")]
-    assert get_grader("math").version.startswith("1/math-verify-")
+    assert get_grader("math").version.startswith("2/math-verify-")
     assert get_grader("_test_sleep").name == "_test_sleep"  # reachable by name
     with pytest.raises(KeyError, match=r"unknown grader 'nope'; known: choice, exact, math"):
         get_grader("nope")

@@ -15,9 +15,11 @@ answer) pair is graded once (first the cache, then the worker pool) and the
 verdict is spread back over the samples, which is what makes symbolic
 grading of large sample pools affordable.
 
-``answer_class`` is what majority voting counts: the normalized answer,
-except that every correct sample of a problem gets the normalized gold, so
-"0.5", "\frac12" and "1/2" vote together when the gold is 1/2.
+``answer_class`` is what majority voting counts: the vote class of the
+normalized answer (``extract.vote_class``: equal numbers in any form are one
+class, a list of numbers is the set it is graded as), except that every
+correct sample of a problem gets the gold's class, so "0.5", "\frac12" and
+"1/2" vote together when the gold is 1/2.
 
 This is the per-generation level of scoring; reductions per problem and
 aggregates live in ``tts_bench.metrics``.

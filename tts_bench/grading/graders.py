@@ -124,7 +124,7 @@ def _parse_gold(gold: str) -> list:
     return parsed
 
 
-@grader("math", version=f"1/math-verify-{_math_verify_version()}", warmup=(r"\frac{1}{2}", "0.5"))
+@grader("math", version=f"2/math-verify-{_math_verify_version()}", warmup=(r"\frac{1}{2}", "0.5"))
 def grade_math(gold: str, answer: str) -> bool:
     r"""Mathematical equivalence with math-verify.
 
@@ -155,14 +155,14 @@ def _choice_letter(s: str) -> str:
     return s.upper() if len(s) == 1 else s
 
 
-@grader("choice", version="1")
+@grader("choice", version="2")
 def grade_choice(gold: str, answer: str) -> bool:
     """Multiple choice: the same letter ("(C)", "C" and "\\text{C}" agree)."""
     letter = _choice_letter(answer)
     return bool(letter) and letter == _choice_letter(gold)
 
 
-@grader("exact", version="1")
+@grader("exact", version="2")
 def grade_exact(gold: str, answer: str) -> bool:
     """String equality after ``normalize_answer`` on both sides."""
     normalized = normalize_answer(answer)
