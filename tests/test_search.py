@@ -310,3 +310,33 @@ def test_embedded_search_killed_and_resumed_generates_and_scores_nothing_twice(t
     assert last["generation"]["generated"] == 0
     assert last["search_scoring"]["scored"] == 0 and last["search_scoring"]["verifier_calls"] == 0
     assert manifest["scoring"]["scored"] == 0
+
+
+def test_search_tables_by_hand():
+    import pandas as pd
+
+    from tts_bench.metrics.search import search_cost, search_table
+
+    tree = {"tree_policy_calls": 4, "tree_read_tokens": 400, "tree_prefix_tokens": 100,
+            "tree_completion_tokens": 80, "tree_verifier_calls": 4, "tree_verifier_input_tokens": 200,
+            "tree_verifier_output_tokens": 0}
+    rows = [  # p1: the best-scored completion (0.9) is wrong, the vote (A, A vs B) is right
+        {"problem_id": "p1", "level": 4, "completion": True, "search_score": 0.9, "answer_class": "B",
+         "correct": False},
+        {"problem_id": "p1", "level": 4, "completion": True, "search_score": 0.5, "answer_class": "A",
+         "correct": True},
+        {"problem_id": "p1", "level": 4, "completion": True, "search_score": 0.3, "answer_class": "A",
+         "correct": True},
+        # p2: no completion at all: 0 everywhere
+        {"problem_id": "p2", "level": 4, "completion": False, "search_score": float("nan"),
+         "answer_class": None, "correct": False},
+    ]
+    g = pd.DataFrame([r | tree for r in rows])
+    t = search_table(g, n_boot=0).iloc[0]
+    assert (t["search_answer"], t["majority"], t["weighted"]) == (0.0, 0.5, 0.0)  # weighted: B 0.9 > A 0.8
+    assert t["mean_completions"] == 1.5 and t["prefix_share_of_read"] == 0.25
+    shape = dict(n_params=1000, n_layers=2, d_model=8, n_heads=2, n_kv_heads=1, head_dim=4, vocab_size=10,
+                 source="t")
+    c = search_cost(g, "beam-search", shape, shape).iloc[0]
+    assert c["accuracy"] == 0.0 and c["tokens"] == 80 and c["verifier_input_tokens"] == 200
+    assert c["total_flops"] == pytest.approx(c["flops"] + c["verifier_flops"]) and c["verifier_flops"] > 0

@@ -127,9 +127,11 @@ def _frontiers(run_dirs: list[Path], out: Path) -> None:
             sc = pd.read_csv(own)
             pts = sc.rename(columns={"strategy": "metric", "level": "k", "accuracy": "value"})
             curves = pd.concat([curves, pts[["metric", "k", "value"]]], ignore_index=True)
-            costs = pd.concat([costs, pts[[c for c in ("metric", "k", "tokens", "flops") if c in pts]]],
-                              ignore_index=True)
+            pts_cost = pts[[c for c in ("metric", "k", "tokens", "flops", "total_flops") if c in pts]]
+            costs = pd.concat([costs, pts_cost], ignore_index=True)
             names |= set(pts["metric"])
+        if "total_flops" in costs.columns:  # a verifier's FLOPs count where a metric used one
+            costs["flops"] = costs["total_flops"].fillna(costs["flops"])
         runs[d.name] = {
             "curves": curves,
             "cost": costs,

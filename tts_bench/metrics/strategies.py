@@ -242,52 +242,8 @@ def strategy_tables(strategy: str, graded: pd.DataFrame, cfg: dict, *, n_boot: i
     elif strategy == "adaptive":
         out["adaptive"] = adaptive_table(graded, int(cfg["budget"]["n"]), n_boot=n_boot, seed=seed)
     elif "search_score" in graded.columns:
+        from .search import search_cost, search_table
+
         out["search"] = search_table(graded, n_boot=n_boot, seed=seed)
+        out["strategy_cost"] = search_cost(graded, strategy, model_shape, verifier_shape)
     return out
-
-
-def search_table(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.DataFrame:
-    """Per budget N: the search's answer (its best-scored completion), majority and weighted vote
-    over its completions, with 95% CIs; completions per problem; the whole tree's cost per problem.
-
-    A problem with no finished completion scores 0 on every row (its one
-    trajectory is empty). Tree costs count every node, pruned ones too.
-    """
-    rows = []
-    for level, g in graded.groupby("level", sort=True):
-        best, maj, wv, done = [], [], [], []
-        for _, pg in g.groupby("problem_id", sort=True):
-            ok = pg[pg["completion"].astype(bool)]
-            done.append(len(ok))
-            if ok.empty:
-                best.append(0.0), maj.append(0.0), wv.append(0.0)
-                continue
-            top = ok["search_score"].to_numpy(dtype=float)
-            best.append(float(ok["correct"].to_numpy(dtype=float)[np.flatnonzero(top == top.max())].mean()))
-            maj.append(majority_credit(ok["answer_class"], ok["correct"]))
-            wv.append(_weighted_credit(ok["answer_class"].tolist(), ok["correct"].tolist(), top))
-        row = {"n": int(level), "problems": len(best), "mean_completions": float(np.mean(done))}
-        for name, vals in (("search_answer", best), ("majority", maj), ("weighted", wv)):
-            lo, hi = _boot_ci(np.asarray(vals), n_boot, seed)
-            row |= {name: float(np.mean(vals)), f"{name}_ci_low": lo, f"{name}_ci_high": hi}
-        per = g.groupby("problem_id").first()
-        for col in [c for c in g.columns if c.startswith("tree_")]:
-            row[col.replace("tree_", "mean_")] = float(per[col].mean())
-        if {"mean_read_tokens", "mean_prefix_tokens"} <= row.keys() and row["mean_read_tokens"]:
-            row["prefix_share_of_read"] = row["mean_prefix_tokens"] / row["mean_read_tokens"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _weighted_credit(classes, correct, scores) -> float:
-    """Weighted vote: the class with the largest score sum wins; ties share the credit."""
-    sums: dict = {}
-    right = {c for c, ok in zip(classes, correct) if ok and c is not None}
-    for c, w in zip(classes, scores):
-        if c is not None and np.isfinite(w):
-            sums[c] = sums.get(c, 0.0) + float(w)
-    if not sums:
-        return 0.0
-    m = max(sums.values())
-    lead = [c for c, v in sums.items() if v == m]
-    return sum(c in right for c in lead) / len(lead)

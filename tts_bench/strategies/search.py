@@ -37,7 +37,7 @@ from ..verifiers import ScoreRequest, aggregate, steps_of
 from .base import Strategy, StrategyProblem, Trajectory
 
 TREE_COLUMNS = ("tree_policy_calls", "tree_read_tokens", "tree_prefix_tokens", "tree_completion_tokens",
-                "tree_verifier_calls", "tree_verifier_input_tokens")
+                "tree_verifier_calls", "tree_verifier_input_tokens", "tree_verifier_output_tokens")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class TreeCost:
     completion_tokens: int = 0
     verifier_calls: int = 0
     verifier_input_tokens: int = 0
+    verifier_output_tokens: int = 0  # genrm's verdicts
 
     def columns(self) -> dict:
         return {f"tree_{k}": v for k, v in self.__dict__.items()}
@@ -165,6 +166,7 @@ class SearchStrategy(Strategy):
         scores = self.scorer.score(reqs)
         st.cost.verifier_calls += len(reqs)
         st.cost.verifier_input_tokens += sum(s.input_tokens for s in scores)
+        st.cost.verifier_output_tokens += sum(s.output_tokens for s in scores)
         return [Node(n.problem, n.calls, tuple(s.step_scores), n.finished) for n, s in zip(nodes, scores)]
 
     def value(self, node: Node) -> float:
