@@ -340,3 +340,36 @@ def test_search_tables_by_hand():
     c = search_cost(g, "beam-search", shape, shape).iloc[0]
     assert c["accuracy"] == 0.0 and c["tokens"] == 80 and c["verifier_input_tokens"] == 200
     assert c["total_flops"] == pytest.approx(c["flops"] + c["verifier_flops"]) and c["verifier_flops"] > 0
+
+
+def test_equal_compute_and_compute_optimal_by_hand():
+    import pandas as pd
+
+    from tts_bench.metrics.allocation import compute_optimal_across_runs, equal_compute_table
+
+    points = pd.DataFrame([
+        {"run": "small+prm", "metric": "bon@k", "k": 1, "value": 0.3, "flops": 10.0},
+        {"run": "small+prm", "metric": "bon@k", "k": 4, "value": 0.6, "flops": 40.0},
+        {"run": "big", "metric": "maj@k", "k": 1, "value": 0.5, "flops": 40.0},
+        {"run": "big", "metric": "maj@k", "k": 2, "value": 0.55, "flops": 80.0},
+    ])
+    labels = {"small+prm": {"policy": "1B", "verifier": "prm"}, "big": {"policy": "8B", "verifier": "none"}}
+    t = equal_compute_table(points, labels, num=4)  # budgets 10, 20, 40, 80
+    b10 = t[t["budget"].round(6) == 10.0].set_index("run")
+    assert b10.loc["small+prm", "accuracy"] == 0.3 and "big" not in b10.index
+    b40 = t[(t["budget"].round(6) == 40.0)].set_index("run")
+    assert b40.loc["small+prm", "accuracy"] == 0.6 and b40.loc["big", "accuracy"] == 0.5
+    assert b40.loc["small+prm", "policy"] == "1B"
+    # Compute-optimal: easy problems (bin 1) favour family A at any budget, hard ones (bin 2) B,
+    # which only fits from cost 20 on; at cost 10 only A fits.
+    rows = []
+    for pid, level in [("e1", 1), ("e2", 1), ("h1", 2), ("h2", 2)]:
+        rows.append({"family": "A", "k": 1, "problem_id": pid, "value": 1.0 if level == 1 else 0.0,
+                     "cost": 10.0})
+        rows.append({"family": "B", "k": 1, "problem_id": pid, "value": 0.5 if level == 1 else 1.0,
+                     "cost": 20.0})
+    out = compute_optimal_across_runs(pd.DataFrame(rows), pd.Series({"e1": 1, "e2": 1, "h1": 2, "h2": 2}),
+                                      num=2)
+    got = {(r.bin, r.budget): (r.oracle_strategy, r.cv_value) for r in out.itertuples()}
+    assert got[(1, 10.0)] == ("A", 1.0) and got[(2, 10.0)] == ("A", 0.0)
+    assert got[(1, 20.0)] == ("A", 1.0) and got[(2, 20.0)] == ("B", 1.0)

@@ -106,6 +106,58 @@ def _multi_temperature(run_dirs: list[Path], out: Path) -> None:
     console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), markup=False)
 
 
+def _levels(run_dir: Path, has_levels: bool):
+    """A strategy run's per-problem values per level (None for runs without levels)."""
+    import pandas as pd
+
+    from ..metrics.allocation import level_values
+    from ..runner import read_manifest
+
+    if not has_levels:
+        return None
+    return level_values(pd.read_parquet(run_dir / "samples.parquet"), read_manifest(run_dir)["strategy"])
+
+
+def _equal_compute(run_dirs: list[Path], runs: dict, points, out: Path) -> None:
+    """Accuracy at equal compute across (policy, verifier, strategy) runs; Snell's choice by difficulty."""
+    import pandas as pd
+
+    from ..metrics.allocation import (
+        compute_optimal_across_runs,
+        cost_column,
+        equal_compute_table,
+        family_configs,
+    )
+    from ..metrics.difficulty import oracle_difficulty
+    from ..report.figures import equal_compute_figure
+    from ..runner import read_manifest
+    from ..store import atomic_write_bytes
+
+    labels = {}
+    for d in run_dirs:
+        m = read_manifest(d)
+        labels[d.name] = {"policy": m["config"]["model"]["name"],
+                          "verifier": (m.get("verifier") or {}).get("name", "none")}
+    table = equal_compute_table(points, labels)
+    if table.empty:
+        return
+    atomic_write_bytes(out / "equal_compute.csv", table.to_csv(index=False).encode())
+    equal_compute_figure(table, out / "equal_compute")
+    col = cost_column(points)
+    configs = []
+    for name, r in runs.items():
+        per = r["per_problem"] if r["levels"] is None else pd.concat([r["per_problem"], r["levels"]])
+        if col in r["cost"].columns:
+            configs.append(family_configs(name, per, r["cost"], col))
+    first = pd.read_parquet(run_dirs[0] / "per_problem.parquet")
+    if configs:
+        optimal = compute_optimal_across_runs(pd.concat(configs, ignore_index=True), oracle_difficulty(first))
+        if not optimal.empty:
+            atomic_write_bytes(out / "compute_optimal.csv", optimal.to_csv(index=False).encode())
+    console.print(f"equal compute ({col}): {out / 'equal_compute.csv'}; compute-optimal by difficulty: "
+                  f"{out / 'compute_optimal.csv'}")
+
+
 def _frontiers(run_dirs: list[Path], out: Path) -> None:
     """Pareto frontier across the runs' strategies and budgets, and the Kinetics frontier."""
     import pandas as pd
@@ -132,14 +184,17 @@ def _frontiers(run_dirs: list[Path], out: Path) -> None:
             names |= set(pts["metric"])
         if "total_flops" in costs.columns:  # a verifier's FLOPs count where a metric used one
             costs["flops"] = costs["total_flops"].fillna(costs["flops"])
+        per_problem = pd.read_parquet(d / "per_problem_metrics.parquet")
         runs[d.name] = {
             "curves": curves,
             "cost": costs,
-            "per_problem": pd.read_parquet(d / "per_problem_metrics.parquet"),
+            "per_problem": per_problem,
             "tokens": pp.set_index("problem_id")["completion_tokens_mean"],
+            "levels": _levels(d, own.is_file()),
         }
     points, kinetics = cross_run_frontiers(runs, strategies=sorted(names))
     atomic_write_bytes(out / "frontier.csv", points.to_csv(index=False).encode())
+    _equal_compute(run_dirs, runs, points, out)
     if not kinetics.empty:
         atomic_write_bytes(out / "kinetics_frontier.csv", kinetics.to_csv(index=False).encode())
     best = points[points["on_frontier"]]

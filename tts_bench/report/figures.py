@@ -408,3 +408,24 @@ def solve_verify_figure(table: pd.DataFrame | None, out: Path) -> FigureFiles | 
     ax.grid(True, alpha=0.3)
     _legend(ax, table["method"].nunique())
     return _save(fig, out, "Solve or verify: self-consistency against generative verification")
+
+
+def equal_compute_figure(table: pd.DataFrame | None, out: Path) -> FigureFiles | None:
+    """Each run's best accuracy within a compute budget: (policy, verifier, strategy) at equal cost."""
+    if _empty(table):
+        return None
+    fig, ax = _new_figure()
+    colors = _colors()
+    for i, (run, d) in enumerate(table.groupby("run", sort=False)):
+        d = d.sort_values("budget")
+        lab = d.iloc[0]
+        ax.step(d["budget"], d["accuracy"], where="post", color=colors[i % len(colors)], linewidth=1.6,
+                marker=_MARKERS[i % len(_MARKERS)], markersize=4,
+                label=f"{lab['policy']} + {lab['verifier']} ({run[:40]})")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"compute budget ({table['unit'].iloc[0]} per problem)")
+    ax.set_ylabel("best accuracy within the budget")
+    _accuracy_ylim(ax, table["accuracy"])
+    ax.grid(True, alpha=0.3)
+    _legend(ax, table["run"].nunique())
+    return _save(fig, out, "Accuracy at equal compute across runs")
