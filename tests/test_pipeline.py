@@ -289,3 +289,21 @@ def test_unreachable_server_is_one_line(tmp_path):
         f"(engine.max_retries=0); last error: ConnectError: All connection attempts failed. Check that "
         f"the server is running and reachable and that engine.base_url (http://127.0.0.1:{port}/v1) "
         f"points at its OpenAI API root (usually ending in /v1)."]
+
+
+def test_engine_text_with_a_lone_surrogate_is_stored_and_the_batch_kept(tmp_path):
+    """An engine answer holding "\\ud800" (as a server can send) used to fail the store write
+    and lose the batch: now every sample is stored, that character as U+FFFD, and a warning says so."""
+    script = write_arith_script(tmp_path / "script.jsonl")
+    lines = [json.loads(x) for x in script.read_text().splitlines()]
+    lines[0]["texts"][1] = lines[0]["texts"][1] + " \ud800"  # problem 0, sample 1 (a wrong answer)
+    script.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = cli(*_run_args(script), cwd=tmp_path).stdout
+    assert "warning: 1 sample(s) held 1 lone surrogate(s)" in out
+    assert _stored_rows(tmp_path) == 48
+    run = _only_run(tmp_path)
+    samples = pd.read_parquet(run / "samples.parquet")
+    assert samples["text"].str.contains("\ufffd").sum() == 1
+    c = samples.groupby("problem_id")["correct"].sum().tolist()
+    assert c == [3, 2, 3, 3, 2, 3]  # the same grades as the clean script
+    assert "48 already stored; 0 to generate" in cli(*_run_args(script), cwd=tmp_path).stdout

@@ -142,6 +142,11 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
     timings["generate_s"] = gen.seconds
     if trajectories is not None:
         rd.write_trajectories(trajectories, (index, count))
+    note = store.repair_note()
+    if note:
+        gen.errors.append(note)
+        if console is not None:
+            console.print(f"[yellow]warning: {note}[/]", highlight=False)
     rd.add_invocation({"shard": [index, count], "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                        "generation": dataclasses.asdict(gen)})
     if store.quarantined and console is not None:
