@@ -226,13 +226,17 @@ def run_summary(manifest: Mapping, name: str | None = None) -> dict:
     engine = " ".join(str(x) for x in (ident.get("engine") or (cfg.get("engine") or {}).get("name"),
                                        ident.get("engine_version")) if x)
     totals = manifest.get("totals") or {}
+    n = (cfg.get("budget") or {}).get("n", "")
+    imported = manifest.get("import") or {}
+    if imported.get("n_min") is not None and imported["n_min"] != imported.get("n_max"):
+        n = f"{imported['n_min']} to {imported['n_max']} per problem (k ≤ {imported['n_min']})"
     return {
         "name": name or manifest.get("run_name") or "",
         "model": model_cfg.get("name") or ident.get("model_id") or "",
         "model_id": ident.get("model_id") or model_cfg.get("path") or "",
         "dataset": (cfg.get("dataset") or {}).get("name", ""),
         "strategy": (strat.get("name", "") + (f" ({sampling})" if sampling else "")).strip(),
-        "n": (cfg.get("budget") or {}).get("n", ""),
+        "n": n,
         "engine": engine,
         "problems": totals.get("problems", ""),
         "created": manifest.get("created_at", ""),

@@ -44,6 +44,7 @@ class RunResult:
     complete: bool = True
     missing: int = 0
     grade_stats: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what an import used, for the CLI to print
 
 
 def run_name(cfg: RunConfig) -> str:
