@@ -74,6 +74,12 @@ def test_budget_grid_adds_n():
         (["budget.n=4", "budget.ks=[8]"],
          "budget.ks has k=8 outside 1..budget.n=4; raise budget.n or drop that k"),
         (["shard.index=2", "shard.count=2"], "shard.index=2 must be in 0..shard.count-1=1"),
+        (["engine=scripted", "engine.batch_size=0"], "engine.batch_size must be a positive integer, got 0"),
+        (["engine=vllm", "engine.batch_size=-4"], "engine.batch_size must be a positive integer, got -4"),
+        (["engine=openai", "engine.concurrency=0"], "engine.concurrency must be a positive integer, got 0"),
+        (["engine=openai", "engine.max_retries=-1"], "engine.max_retries must be an integer >= 0, got -1"),
+        (["grade_workers=0"], "grade_workers must be a positive integer, got 0"),
+        (["bootstrap=-1"], "bootstrap must be an integer >= 0, got -1"),
     ],
 )
 def test_error_text(overrides, message):
@@ -103,3 +109,34 @@ def test_sweep_is_cartesian():
 
 def test_group_options_hide_schemas():
     assert not any(o.startswith("base_") for o in group_options("engine"))
+
+
+def test_every_task_names_registered_components():
+    from tts_bench.dataset import check_task_names, list_tasks, load_task
+
+    for name in list_tasks():
+        check_task_names(load_task(name))  # raises on an unregistered name
+
+
+@pytest.mark.parametrize("key,typo,valid", [
+    ("extractor", "gsm8kk", "gsm8k"), ("grader", "maths", "math"),
+    ("hub_preprocess", "gsm8k_anwser", "gsm8k_answer"),
+])
+def test_task_name_typo_fails_at_compose(tmp_path, monkeypatch, key, typo, valid):
+    """A typo in tasks/*.yaml fails when the config is composed, before any model loads."""
+    import tts_bench.dataset as ds
+    from tts_bench.dataset import tasks_dir
+
+    for f in tasks_dir().glob("*.yaml"):
+        (tmp_path / f.name).write_text(f.read_text())
+    gsm = tmp_path / "gsm8k.yaml"
+    text = gsm.read_text()
+    assert f"{key}: {valid}" in text
+    gsm.write_text(text.replace(f"{key}: {valid}", f"{key}: {typo}"))
+    monkeypatch.setattr(ds, "tasks_dir", lambda: tmp_path)
+    with pytest.raises(ConfigError) as e:
+        compose(["dataset=gsm8k"])
+    msg = str(e.value)
+    assert msg.startswith(f"tasks/gsm8k.yaml: unknown {key} '{typo}'. Valid choices: ")
+    assert valid in msg.split("Valid choices: ")[1].split(", ") and "\n" not in msg
+    compose(["dataset=math500"])  # the other tasks are untouched

@@ -259,3 +259,51 @@ def test_hub_unreachable_is_a_clear_error(tmp_path):
     assert proc.stderr.startswith("error: could not load aime24 from the hub (HuggingFaceH4/aime_2024): ")
     assert ("Offline? Point dataset.data_dir (or TTS_BENCH_DATA_DIR) at a folder with aime24.jsonl"
             in proc.stderr)
+
+
+def test_report_keeps_the_runs_bootstrap_setting(tmp_path):
+    """`tts-bench report RUN` recomputes with the run's own bootstrap (here 0: no CIs), not 1000."""
+    script = write_arith_script(tmp_path / "script.jsonl")
+    cli("run", "--no-progress", "engine=scripted", f"engine.script={script}", "dataset.size=6",
+        "bootstrap=0", "plot=false", cwd=tmp_path)
+    run = _only_run(tmp_path)
+    assert pd.read_csv(run / "metrics.csv")[["ci_low", "ci_high"]].isna().all().all()
+    cli("report", str(run), "--no-html", cwd=tmp_path)
+    assert pd.read_csv(run / "metrics.csv")[["ci_low", "ci_high"]].isna().all().all()
+    cli("report", str(run), "--no-html", "--bootstrap", "50", cwd=tmp_path)  # asked for: CIs
+    assert pd.read_csv(run / "metrics.csv")[["ci_low", "ci_high"]].notna().all().all()
+
+
+def test_unreachable_server_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = cli("run", "--no-progress", "engine=openai", f"engine.base_url=http://127.0.0.1:{port}/v1",
+               "engine.max_retries=0", "dataset.size=2", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: GET http://127.0.0.1:{port}/v1/models for the model list failed after 1 tries "
+        f"(engine.max_retries=0); last error: ConnectError: All connection attempts failed. Check that "
+        f"the server is running and reachable and that engine.base_url (http://127.0.0.1:{port}/v1) "
+        f"points at its OpenAI API root (usually ending in /v1)."]
+
+
+def test_engine_text_with_a_lone_surrogate_is_stored_and_the_batch_kept(tmp_path):
+    """An engine answer holding "\\ud800" (as a server can send) used to fail the store write
+    and lose the batch: now every sample is stored, that character as U+FFFD, and a warning says so."""
+    script = write_arith_script(tmp_path / "script.jsonl")
+    lines = [json.loads(x) for x in script.read_text().splitlines()]
+    lines[0]["texts"][1] = lines[0]["texts"][1] + " \ud800"  # problem 0, sample 1 (a wrong answer)
+    script.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    out = cli(*_run_args(script), cwd=tmp_path).stdout
+    assert "warning: 1 sample(s) held 1 lone surrogate(s)" in out
+    assert _stored_rows(tmp_path) == 48
+    run = _only_run(tmp_path)
+    samples = pd.read_parquet(run / "samples.parquet")
+    assert samples["text"].str.contains("\ufffd").sum() == 1
+    c = samples.groupby("problem_id")["correct"].sum().tolist()
+    assert c == [3, 2, 3, 3, 2, 3]  # the same grades as the clean script
+    assert "48 already stored; 0 to generate" in cli(*_run_args(script), cwd=tmp_path).stdout

@@ -262,3 +262,40 @@ def test_run_report_renders_in_chromium(tmp_path, run_a):
 def test_comparison_renders_in_chromium(tmp_path, run_a, run_b):
     page = render_comparison([run_a, run_b], tmp_path / "cmp")
     _assert_nontrivial(_screenshot(tmp_path, page))
+
+
+def test_main_figure_comes_before_the_long_tables(run_a):
+    long = pd.DataFrame({"k": range(300), "value": np.linspace(0, 1, 300)})
+    text = render_run_report(run_a, extra_tables={"A long analysis table": long}).read_text()
+    body = text.split("<main>", 1)[1]
+    order = [body.index(f'<h2>{name}</h2>') for name in
+             ("Accuracy vs k", "Metrics (value [95% CI])", "Accuracy vs completion tokens",
+              "A long analysis table")]
+    assert order == sorted(order)
+    nav = text.split("<nav>", 1)[1].split("</nav>", 1)[0]
+    assert nav.index("accuracy-vs-k") < nav.index("a-long-analysis-table")
+
+
+def test_section_links_wrap_inside_a_narrow_window(tmp_path, run_a):
+    """Measured by the browser: the row of section links stays inside the page width.
+
+    The report forbids scripts (CSP); a copy without that tag gets a script that
+    writes the measured widths into the DOM, which --dump-dom prints.
+    """
+    extra = {f"Analysis table number {i} with a long name": pd.DataFrame({"x": [i]}) for i in range(12)}
+    page = render_run_report(run_a, extra_tables=extra)
+    probe = tmp_path / "probe.html"
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page.read_text())
+    script = ("<script>addEventListener('load', () => { const n = document.querySelector('nav');"
+              "document.body.setAttribute('data-m', [n.scrollWidth, n.clientWidth,"
+              "document.documentElement.scrollWidth, innerWidth,"
+              "n.getBoundingClientRect().height].join(','));"
+              "});</script>")
+    probe.write_text(text.replace("</body>", script + "</body>"))
+    dom = _chromium_run(tmp_path, probe, "--window-size=700,1200", "--virtual-time-budget=3000",
+                        "--dump-dom").stdout
+    m = re.search(r'data-m="([\d.,]+)"', dom)
+    assert m, dom[-2000:]
+    nav_scroll, nav_client, page_width, window, nav_height = (float(x) for x in m.group(1).split(","))
+    assert nav_scroll <= nav_client and page_width <= window
+    assert nav_height > 40  # 15 links at 700 px wide take several lines

@@ -87,3 +87,27 @@ def test_key_covers_every_input():
     keys = {sample_key(**{**base, **v}) for v in variants}
     assert k0 not in keys and len(keys) == len(variants)
     assert sample_key(**base) == k0
+
+
+def test_lone_surrogates_are_stored_as_replacement_and_nothing_else_changes(tmp_path):
+    """JSON "\\ud800" (a half of a UTF-16 pair) decodes to a str UTF-8 cannot encode; the
+    write must keep the batch: U+FFFD in its place, every other character and row as given."""
+    import json
+
+    from tts_bench.store import CallRecord
+
+    bad = json.loads('"caf\\u00e9 \\ud800 x\\udfff \\ud83d\\ude00"')  # two lone halves, one real pair
+    store = GenerationStore(tmp_path)
+    store.write_shard("fp", [_rec("a", 0, "fine"), _rec("b", 1, bad)])
+    rec = CallRecord(**{**_rec("c", 2, bad), "stop_string": "\udc80"})
+    assert rec.repaired == 3 and rec.text == "café \ufffd x\ufffd 😀"
+    store.write_shard("fp", [rec])
+    got = store.read("fp", columns=["text", "stop_string"]).to_pydict()
+    by_key = {k: (t, s) for k, t, s in zip(got["key"], got["text"], got["stop_string"])}
+    assert by_key == {"a": ("fine", None), "b": ("café \ufffd x\ufffd 😀", None),
+                      "c": ("café \ufffd x\ufffd 😀", "\ufffd")}
+    assert (store.repaired_rows, store.repaired_chars) == (2, 5)
+    assert store.repair_note() == ("2 sample(s) held 5 lone surrogate(s) (half of a UTF-16 pair, which "
+                                   "UTF-8 cannot store); each was stored as U+FFFD, the rest of the "
+                                   "text as sent")
+    assert GenerationStore(tmp_path).repair_note() is None

@@ -8,7 +8,7 @@ metric of each run against the first.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -19,7 +19,8 @@ from ._common import console, user_errors
 @app.command()
 def report(
     run_dirs: List[Path] = typer.Argument(..., help="One or more run directories"),
-    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs"),
+    bootstrap: Optional[int] = typer.Option(
+        None, min=0, help="Bootstrap resamples for the 95% CIs (default: each run's own bootstrap setting)"),
     html: bool = typer.Option(True, "--html/--no-html",
                               help="Write report.html (and comparison.html for several runs)"),
     compare_out: Path = typer.Option(Path("results/comparisons/latest"),
@@ -45,6 +46,12 @@ def report(
         page = run_dir / "report.html"
         console.print(f"files: {run_dir}/" + (f"  report: {page}" if html and page.is_file() else ""))
     if len(run_dirs) > 1:
+        if bootstrap is None:  # the paired differences follow the baseline run's setting
+            bootstrap = int(read_manifest(run_dirs[0])["config"].get("bootstrap", 1000))
+            if bootstrap == 0:
+                bootstrap = 1000
+                console.print("paired differences need resamples and the baseline run has bootstrap=0: "
+                              "using 1000 (choose with --bootstrap)")
         _compare(run_dirs, compare_out, bootstrap, html)
 
 

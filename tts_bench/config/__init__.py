@@ -164,6 +164,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     from ..strategies import check_capabilities
 
     check_capabilities(obj)
+    _validate_task(obj.dataset.name)
     return obj
 
 
@@ -297,9 +298,39 @@ def _valid_keys(parent: str | None, overrides: list[str]) -> list[str]:
         return []
 
 
+# Integer fields that must be >= the bound; None (where allowed) means "unset".
+_MIN_INTS = {
+    "engine.batch_size": 1, "engine.n_batch": 1, "engine.n_threads": 1, "engine.concurrency": 1,
+    "engine.max_retries": 0, "engine.tensor_parallel_size": 1, "engine.max_model_len": 1,
+    "engine.max_num_seqs": 1, "engine.max_num_batched_tokens": 1,
+    "model.context_length": 1, "grade_workers": 1, "bootstrap": 0, "dataset.size": 1,
+}
+
+
+def _check_min_ints(cfg: RunConfig) -> None:
+    """Counts and sizes a run divides by or loops over: wrong ones fail here, not mid-run."""
+    for key, low in _MIN_INTS.items():
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part, None)
+        if node is None or isinstance(node, bool):
+            continue
+        if node < low:
+            what = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise ConfigError(f"{key} must be {what}, got {node}")
+
+
+def _validate_task(name: str) -> None:
+    """Every registered name in tasks/<name>.yaml exists, so a typo fails before any model loads."""
+    from ..dataset import check_task_names, load_task
+
+    check_task_names(load_task(name))
+
+
 def _validate(cfg: RunConfig) -> None:
     if cfg.budget.n < 1:
         raise ConfigError(f"budget.n must be at least 1, got {cfg.budget.n}")
+    _check_min_ints(cfg)
     for k in cfg.budget.ks or []:
         if not 1 <= k <= cfg.budget.n:
             raise ConfigError(

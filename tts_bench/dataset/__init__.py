@@ -22,7 +22,7 @@ from typing import Any, Callable
 from ..config import ConfigError, DatasetConfig
 from ..engines.base import Message
 
-__all__ = ["Problem", "Task", "list_tasks", "load_problems", "load_task", "tasks_dir"]
+__all__ = ["Problem", "Task", "check_task_names", "list_tasks", "load_problems", "load_task", "tasks_dir"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,21 @@ def generator(name: str):
         return fn
 
     return deco
+
+
+def check_task_names(task: Task) -> None:
+    """Raise ConfigError, one line, if the task names an extractor, grader, preprocessor or
+    generator that is not registered (composition calls this, before any model loads)."""
+    from ..grading import list_extractors, list_graders
+
+    kinds = [("extractor", task.extractor, list_extractors()), ("grader", task.grader, list_graders()),
+             ("preprocess", task.preprocess, sorted(_PREPROCESS)),
+             ("hub_preprocess", task.hub_preprocess, sorted(_PREPROCESS)),
+             ("generator", task.generator, sorted(_GENERATORS))]
+    for key, name, valid in kinds:
+        if name is not None and name not in valid:
+            raise ConfigError(f"tasks/{task.name}.yaml: unknown {key} '{name}'. "
+                              f"Valid choices: {', '.join(valid)}")
 
 
 @preprocessor("gsm8k_answer")

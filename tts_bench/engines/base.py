@@ -36,6 +36,11 @@ STOP_LENGTH = "length"  # max_tokens reached
 STOP_REASONS = (STOP_EOS, STOP_STRING, STOP_TOKEN, STOP_LENGTH)
 
 
+class EngineError(RuntimeError):
+    """An engine failed in a way its message explains in full (a server that cannot be
+    reached, a request the server rejected): the CLI prints the message as one line."""
+
+
 @dataclass(frozen=True)
 class Message:
     """One chat message: role is "system", "user" or "assistant"."""

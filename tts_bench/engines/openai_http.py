@@ -99,6 +99,7 @@ from tts_bench.engines.base import (
     STOP_TOKEN,
     Capabilities,
     Completion,
+    EngineError,
     GenerationRequest,
     Message,
     ModelIdentity,
@@ -386,7 +387,7 @@ def stop_of_choice(choice: dict) -> tuple[str, str | None]:
     return STOP_EOS, None
 
 
-class OpenAIEngineError(RuntimeError):
+class OpenAIEngineError(EngineError):
     """A request to the OpenAI-compatible server failed (text never holds the API key)."""
 
 

@@ -47,7 +47,8 @@ EOS_WORD = "<eos>"
 
 def word_id(word: str) -> int:
     """The scripted engine's token id of a word: stable across processes."""
-    return int.from_bytes(hashlib.sha256(word.encode()).digest()[:3], "big")
+    # surrogatepass: a script may hold what servers send, lone surrogates included
+    return int.from_bytes(hashlib.sha256(word.encode("utf-8", "surrogatepass")).digest()[:3], "big")
 
 
 def word_logprob(word: str) -> float:

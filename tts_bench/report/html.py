@@ -46,8 +46,8 @@ h1 { font-size: 1.65rem; line-height: 1.25; margin: 0 0 4px; overflow-wrap: anyw
 h2 { font-size: 1.2rem; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--border); }
 h3 { font-size: 0.95rem; margin: 16px 0 6px; color: var(--muted); }
 .sub { color: var(--muted); margin: 0 0 14px; font-size: 13px; }
-nav { font-size: 13px; margin: 12px 0 0; }
-nav a { color: var(--accent); text-decoration: none; margin-right: 14px; white-space: nowrap; }
+nav { font-size: 13px; margin: 12px 0 0; display: flex; flex-wrap: wrap; gap: 2px 14px; }
+nav a { color: var(--accent); text-decoration: none; min-width: 0; overflow-wrap: anywhere; }
 nav a:hover { text-decoration: underline; }
 .table-wrap { overflow-x: auto; max-width: 100%; margin: 6px 0 4px; }
 table { border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
@@ -226,13 +226,17 @@ def run_summary(manifest: Mapping, name: str | None = None) -> dict:
     engine = " ".join(str(x) for x in (ident.get("engine") or (cfg.get("engine") or {}).get("name"),
                                        ident.get("engine_version")) if x)
     totals = manifest.get("totals") or {}
+    n = (cfg.get("budget") or {}).get("n", "")
+    imported = manifest.get("import") or {}
+    if imported.get("n_min") is not None and imported["n_min"] != imported.get("n_max"):
+        n = f"{imported['n_min']} to {imported['n_max']} per problem (k ≤ {imported['n_min']})"
     return {
         "name": name or manifest.get("run_name") or "",
         "model": model_cfg.get("name") or ident.get("model_id") or "",
         "model_id": ident.get("model_id") or model_cfg.get("path") or "",
         "dataset": (cfg.get("dataset") or {}).get("name", ""),
         "strategy": (strat.get("name", "") + (f" ({sampling})" if sampling else "")).strip(),
-        "n": (cfg.get("budget") or {}).get("n", ""),
+        "n": n,
         "engine": engine,
         "problems": totals.get("problems", ""),
         "created": manifest.get("created_at", ""),
@@ -296,6 +300,10 @@ def write_html_report(
     section per table, in order (None entries skipped); names in ``collapsed``
     go last, folded in a <details>. ``figures``: a section each (None skipped).
     ``notes``: plain-text caveats shown under the header.
+
+    Order: the first figure (the main one), the first table (the summary),
+    the other figures, the other tables, the folded ones: a reader sees the
+    result before the long tables.
     """
     used: set = set()
     sections, toc = [], []
@@ -309,13 +317,17 @@ def write_html_report(
             sections.append(f'<section id="{sid}"><h2>{html.escape(name)}</h2>{body}</section>')
         toc.append(f'<a href="#{sid}">{html.escape(name)}</a>')
 
-    open_tables = {k: v for k, v in tables.items() if v is not None and k not in collapsed}
+    open_tables = [(k, v) for k, v in tables.items() if v is not None and k not in collapsed]
     folded = {k: v for k, v in tables.items() if v is not None and k in collapsed}
-    for name, df in open_tables.items():
-        add(name, table_html(df, max_rows=max_rows))
-    for i, fig in enumerate(f for f in figures if f is not None):
-        fig_title, body = _figure_html(fig, i)
+    figs = [_figure_html(f, i) for i, f in enumerate(f for f in figures if f is not None)]
+    for fig_title, body in figs[:1]:
         add(fig_title, body)
+    for name, df in open_tables[:1]:
+        add(name, table_html(df, max_rows=max_rows))
+    for fig_title, body in figs[1:]:
+        add(fig_title, body)
+    for name, df in open_tables[1:]:
+        add(name, table_html(df, max_rows=max_rows))
     for name, df in folded.items():
         add(name, table_html(df, max_rows=max_rows), fold=True)
 

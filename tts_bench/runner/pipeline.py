@@ -44,6 +44,7 @@ class RunResult:
     complete: bool = True
     missing: int = 0
     grade_stats: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what an import used, for the CLI to print
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -156,6 +157,11 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
     timings["generate_s"] = gen.seconds
     if trajectories is not None:
         rd.write_trajectories(trajectories, (index, count))
+    note = store.repair_note()
+    if note:
+        gen.errors.append(note)
+        if console is not None:
+            console.print(f"[yellow]warning: {note}[/]", highlight=False)
     invocation = {"shard": [index, count], "devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                   "generation": dataclasses.asdict(gen)}
     if scorer is not None:  # what the search asked its verifier (partial solutions)

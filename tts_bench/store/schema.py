@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
@@ -76,8 +77,45 @@ class CallRecord:
     stop_string: str | None = _f(pa.string(), "the stop string (or stop token id) that ended the call")
     token_ids: list | None = _f(pa.list_(pa.int32()), "generated token ids (no EOS/stop token), if given")
 
+    def __post_init__(self) -> None:
+        # Every record is built here (engine calls and imports alike), so text
+        # Parquet cannot hold never reaches the store write. Not a field.
+        self.repaired = 0
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, str):
+                fixed, n = repair_text(v)
+                if n:
+                    setattr(self, f.name, fixed)
+                    self.repaired += n
+
     def row(self) -> dict:
         return asdict(self)
+
+
+# A str can hold UTF-16 surrogate code points (JSON "\ud800" decodes to one,
+# and servers send them when they cut a character in two); UTF-8, and so
+# Arrow and Parquet, cannot encode them.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def repair_text(text: str) -> tuple[str, int]:
+    """``text`` with every lone surrogate replaced by U+FFFD, and how many were replaced."""
+    return _SURROGATE.subn(REPLACEMENT, text)
+
+
+def repair_row(row: dict) -> tuple[dict, int]:
+    """A record dict whose strings can be stored (see :func:`repair_text`); the input is not changed."""
+    out, total = row, 0
+    for k, v in row.items():
+        if isinstance(v, str):
+            fixed, n = repair_text(v)
+            if n:
+                out = dict(out) if out is row else out
+                out[k] = fixed
+                total += n
+    return out, total
 
 
 def arrow_schema_of(record_cls, row_version: int, key_version: int) -> pa.Schema:

@@ -36,7 +36,7 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import ARROW_SCHEMA, ROW_VERSION, conform
+from .schema import ARROW_SCHEMA, ROW_VERSION, conform, repair_row
 
 
 class DamagedShardWarning(UserWarning):
@@ -85,6 +85,9 @@ class ShardStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.quarantined: list[Path] = []
+        # Lone surrogates replaced by U+FFFD in the records this object wrote (see schema.repair_text).
+        self.repaired_chars = 0
+        self.repaired_rows = 0
 
     @classmethod
     def conform(cls, table: pa.Table) -> pa.Table:
@@ -109,10 +112,16 @@ class ShardStore:
     def write_shard(self, model_fp: str, records: Sequence[dict] | pa.Table) -> Path | None:
         """Persist records (dicts or a Table) as one new shard; returns its path."""
         if isinstance(records, pa.Table):
-            table = self.conform(records)
+            table = self.conform(records)  # an Arrow table holds valid UTF-8 already
         else:
-            table = pa.Table.from_pylist([r if isinstance(r, dict) else r.row() for r in records],
-                                         schema=self.SCHEMA)
+            rows = []
+            for r in records:
+                row, n = repair_row(r) if isinstance(r, dict) else \
+                    ((r.row(), r.repaired) if hasattr(r, "repaired") else repair_row(r.row()))
+                self.repaired_chars += n
+                self.repaired_rows += bool(n)
+                rows.append(row)
+            table = pa.Table.from_pylist(rows, schema=self.SCHEMA)
         if table.num_rows == 0:
             return None
         buf = io.BytesIO()
@@ -123,6 +132,14 @@ class ShardStore:
         path = self.partition(model_fp) / name
         atomic_write_bytes(path, data)
         return path
+
+    def repair_note(self) -> str | None:
+        """One line for the user when stored texts had lone surrogates replaced, else None."""
+        if not self.repaired_rows:
+            return None
+        return (f"{self.repaired_rows} sample(s) held {self.repaired_chars} lone surrogate(s) (half of a "
+                f"UTF-16 pair, which UTF-8 cannot store); each was stored as U+FFFD, the rest of the "
+                f"text as sent")
 
     # -- reading -------------------------------------------------------------
     def _load_verified(self, path: Path, columns: Sequence[str] | None) -> pa.Table | None:
