@@ -330,7 +330,7 @@ def test_min_tokens_holds_the_end_back(h):
                          "sequence each step)"),
     ("engine.kv_cells=1000", "engine.kv_cells=1000 is below model.context_length=2048; raise it or leave "
                              "it null (= parallel_sequences x context_length)"),
-    ("engine.n_threads=0", "engine.n_threads=0 must be at least 1, or null"),
+    ("engine.n_threads=0", "engine.n_threads must be a positive integer, got 0"),
 ])
 def test_llamacpp_settings_fail_at_compose_with_one_line(override, message):
     with pytest.raises(ConfigError) as e:

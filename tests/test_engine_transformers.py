@@ -315,7 +315,7 @@ def test_tokenize_render_and_identity(engine, folder, tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("engine.device=tpu", "engine.device='tpu': expected auto, cpu, cuda or cuda:N"),
     ("engine.dtype=int8", "engine.dtype='int8': expected one of auto, float32, bfloat16, float16"),
-    ("engine.batch_size=0", "engine.batch_size must be at least 1, got 0"),
+    ("engine.batch_size=0", "engine.batch_size must be a positive integer, got 0"),
 ])
 def test_bad_engine_fields_fail_at_compose_with_one_line(override, message):
     with pytest.raises(ConfigError) as e:

@@ -170,8 +170,6 @@ class LlamaCppEngineConfig(EngineConfig):
             raise ConfigError(f"engine.kv_cells={self.kv_cells} is below model.context_length="
                               f"{model.context_length}; raise it or leave it null "
                               f"(= parallel_sequences x context_length)")
-        if self.n_threads is not None and self.n_threads < 1:
-            raise ConfigError(f"engine.n_threads={self.n_threads} must be at least 1, or null")
 
 
 @dataclass
