@@ -22,7 +22,7 @@ def _rec(key: str, i: int = 0, text: str = "x") -> dict:
 
 
 def test_roundtrip_and_no_temp_files(tmp_path):
-    store = GenerationStore(tmp_path)
+    store = GenerationStore(tmp_path, roll_rows=1)  # every write becomes a shard
     path = store.write_shard("fp", [_rec("a", 0, "hello"), _rec("b", 1, "world")])
     assert path.parent == tmp_path / "generations" / "fp"
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no .tmp left behind
@@ -32,7 +32,7 @@ def test_roundtrip_and_no_temp_files(tmp_path):
 
 
 def test_duplicate_keys_counted_once(tmp_path):
-    store = GenerationStore(tmp_path)
+    store = GenerationStore(tmp_path, roll_rows=1)  # every write becomes a shard
     store.write_shard("fp", [_rec("a", 0, "first")])
     store.write_shard("fp", [_rec("a", 0, "second"), _rec("b", 1)])
     table = store.read("fp")
@@ -42,7 +42,7 @@ def test_duplicate_keys_counted_once(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
 def test_damaged_shard_detected_and_quarantined(tmp_path, damage):
-    store = GenerationStore(tmp_path)
+    store = GenerationStore(tmp_path, roll_rows=1)  # every write becomes a shard
     good = store.write_shard("fp", [_rec("a")])
     bad = store.write_shard("fp", [_rec("b"), _rec("c", 1)])
     data = bad.read_bytes()
@@ -64,7 +64,7 @@ def test_damaged_shard_detected_and_quarantined(tmp_path, damage):
 
 
 def test_compaction_keeps_every_row(tmp_path):
-    store = GenerationStore(tmp_path)
+    store = GenerationStore(tmp_path, roll_rows=1)  # every write becomes a shard
     for i in range(20):
         store.write_shard("fp", [_rec(f"k{i}", i)])
     store.write_shard("fp", [_rec("k3", 3)])  # a duplicate
@@ -97,7 +97,7 @@ def test_lone_surrogates_are_stored_as_replacement_and_nothing_else_changes(tmp_
     from tts_bench.store import CallRecord
 
     bad = json.loads('"caf\\u00e9 \\ud800 x\\udfff \\ud83d\\ude00"')  # two lone halves, one real pair
-    store = GenerationStore(tmp_path)
+    store = GenerationStore(tmp_path, roll_rows=1)  # every write becomes a shard
     store.write_shard("fp", [_rec("a", 0, "fine"), _rec("b", 1, bad)])
     rec = CallRecord(**{**_rec("c", 2, bad), "stop_string": "\udc80"})
     assert rec.repaired == 3 and rec.text == "café \ufffd x\ufffd 😀"
@@ -111,3 +111,95 @@ def test_lone_surrogates_are_stored_as_replacement_and_nothing_else_changes(tmp_
                                    "UTF-8 cannot store); each was stored as U+FFFD, the rest of the "
                                    "text as sent")
     assert GenerationStore(tmp_path).repair_note() is None
+
+
+def test_journal_is_read_as_a_shard_and_rolled_every_roll_rows(tmp_path):
+    store = GenerationStore(tmp_path, roll_rows=10)
+    for i in range(25):  # one-sample groups, as llama.cpp yields them
+        store.write_shard("fp", [_rec(f"k{i}", i)])
+    assert len(store.shards("fp")) == 2 and len(store.journals("fp")) == 1
+    other = GenerationStore(tmp_path)  # another process's view: journaled records count
+    assert other.existing_keys("fp") == {f"k{i}" for i in range(25)}
+    assert set(other.key_locations("fp")) == {f"k{i}" for i in range(25)}
+    assert other.read("fp", keys={"k24"}, columns=["text"]).to_pylist() == [{"key": "k24", "text": "x"}]
+    store.close()
+    assert store.journals("fp") == [] and len(store.shards("fp")) == 3
+    assert sum(pq.read_metadata(p).num_rows for p in store.shards("fp")) == 25
+
+
+def test_torn_journal_tail_is_dropped_and_the_rest_kept(tmp_path):
+    store = GenerationStore(tmp_path)
+    store.write_shard("fp", [_rec("a")])
+    store.write_shard("fp", [_rec("b"), _rec("c", 1)])
+    (path,) = store.journals("fp")
+    data = path.read_bytes()
+    store._journals.pop("fp").close()  # the writer dies (its lock released) without rolling
+    path.write_bytes(data[:-7])  # the last frame torn, as by a kill -9 mid-write
+    fresh = GenerationStore(tmp_path)
+    assert fresh.existing_keys("fp") == {"a"}
+    assert fresh.recover("fp") == 1
+    assert fresh.journals("fp") == [] and fresh.existing_keys("fp") == {"a"}
+
+
+def test_roll_rows_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match=r"roll_rows must be at least 1 \(got 0\)"):
+        GenerationStore(tmp_path, roll_rows=0)
+
+
+def _writer(root, wid, lo, hi, done_path, roll_rows):
+    """One writer process: keys lo..hi in groups of 1-3, each logged as done once write_shard returns."""
+    store = GenerationStore(root, roll_rows=roll_rows)
+    with open(done_path, "a") as done:
+        i = lo
+        while i < hi:
+            group = [_rec(f"k{j:05d}", j, f"w{wid}") for j in range(i, min(hi, i + 1 + i % 3))]
+            store.write_shard("fp", group)
+            done.write("".join(r["key"] + "\n" for r in group))
+            done.flush()
+            i += len(group)
+    store.close()
+
+
+def test_eight_writers_and_a_compactor_lose_nothing_and_count_nothing_twice(tmp_path):
+    """8 processes write overlapping keys while `compact` runs; one is killed -9 mid-write."""
+    import multiprocessing as mp
+    import os
+    import signal
+
+    ctx = mp.get_context("fork")
+    done = [tmp_path / f"done-{w}.txt" for w in range(8)]
+    # Writer w writes keys [150w, 150w + 300): each key is written by two writers.
+    procs = [ctx.Process(target=_writer, args=(tmp_path / "s", w, 150 * w, 150 * w + 300, done[w], 40))
+             for w in range(8)]
+    for p in procs:
+        p.start()
+    victim = procs[3]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not done[3].exists() or len(done[3].read_text().split()) < 100):
+        time.sleep(0.005)
+    os.kill(victim.pid, signal.SIGKILL)
+    compactor = GenerationStore(tmp_path / "s")
+    checks = 0
+    while any(p.is_alive() for p in procs if p is not victim):
+        compactor.compact("fp", min_shards=2)
+        before = {k for d in done if d.exists() for k in d.read_text().split()}
+        seen = compactor.read("fp", columns=["key"]).column("key").to_pylist()
+        assert len(seen) == len(set(seen)) and before <= set(seen)  # mid-run, beside the compaction
+        checks += 1
+    for p in procs:
+        p.join(60)
+    assert victim.exitcode == -signal.SIGKILL
+    assert all(p.exitcode == 0 for p in procs if p is not victim)
+    finished = {k for d in done if d.exists() for k in d.read_text().split()}
+    assert len(done[3].read_text().split()) < 300  # the victim died before it finished
+    assert checks >= 1
+    reader = GenerationStore(tmp_path / "s")
+    keys = reader.read("fp", columns=["key"]).column("key").to_pylist()
+    assert len(keys) == len(set(keys))  # nothing counted twice
+    assert finished <= set(keys) <= {f"k{j:05d}" for j in range(1350)}  # nothing finished lost
+    # The dead writer's journal was rolled by a live one (close, compact): nobody held its lock.
+    assert reader.journals("fp") == []
+    reader.compact("fp", min_shards=2)
+    assert reader.journals("fp") == [] and len(reader.shards("fp")) == 1
+    again = reader.read("fp", columns=["key"]).column("key").to_pylist()
+    assert sorted(again) == sorted(keys)

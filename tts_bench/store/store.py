@@ -3,6 +3,7 @@
 Layout under the store root (``results/store`` by default)::
 
     generations/<model_fp>/part-<time>-<pid>-<rand>-<sha16>.parquet
+    generations/<model_fp>/journal-<time>-<pid>-<rand>.log   one per writing process
     scores/<verifier_fp>/part-...parquet    verifier scores (``scores.py``)
     quarantine/...            damaged shards, moved aside (never deleted)
 
@@ -14,21 +15,41 @@ to quarantine/ with a warning, and its samples count as missing, so the next
 run regenerates them. Rows are deduplicated by key on read, so two processes
 that raced on one sample never double count it.
 
+Writes go to a journal first: each process appends every group it is given
+to its own journal file (one frame per group: length, crc32, an Arrow IPC
+stream; written with one ``write`` call, so a kill -9 loses nothing written;
+fsync'd at most once a second and at every roll, so a power cut loses at most
+the last second). Every ``roll_rows`` records (and at ``close``) the journal
+becomes one Parquet shard and is deleted, so a store holds about one file per
+1,000 samples whatever the engine's group size. Readers read journals as if
+they were shards (a torn last frame, from a kill mid-write, is dropped). A
+writer holds an exclusive ``flock`` on its journal while it is open; a
+journal nobody holds is a crashed writer's, and ``close`` and ``compact``
+roll it into a shard (``recover``). Compaction only merges shards, never a
+journal still held, and deletes a shard only after the merged one holding its
+rows is in place, so it is safe while writers run.
+
     store = GenerationStore("results/store")
     keys = store.existing_keys(model_fp)
-    store.write_shard(model_fp, records)          # list of dicts (schema.py)
+    store.write_shard(model_fp, records)          # list of dicts (schema.py), journaled
     table = store.read(model_fp, keys=wanted, columns=[...])
+    store.close()                                 # roll journals into shards (also at exit)
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
 import secrets
 import shutil
+import struct
+import threading
 import time
 import warnings
+import weakref
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -69,6 +90,78 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         pass
 
 
+JOURNAL_MAGIC = b"TTSJRNL1"
+_FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def read_journal_frames(data: bytes) -> tuple[list[pa.Table], int]:
+    """The tables of a journal's whole frames, and how many bytes they span.
+
+    Parsing stops at the first frame that is short or fails its crc32: the
+    torn tail a kill mid-write leaves (or damage, which it cannot tell apart).
+    """
+    if not data.startswith(JOURNAL_MAGIC):
+        return [], 0
+    pos, tables = len(JOURNAL_MAGIC), []
+    while pos + _FRAME.size <= len(data):
+        n, crc = _FRAME.unpack_from(data, pos)
+        body = data[pos + _FRAME.size: pos + _FRAME.size + n]
+        if len(body) < n or zlib.crc32(body) != crc:
+            break
+        tables.append(pa.ipc.open_stream(body).read_all())
+        pos += _FRAME.size + n
+    return tables, pos
+
+
+class _Journal:
+    """This process's open journal for one partition: an append-only file it holds a lock on."""
+
+    def __init__(self, part: Path):
+        part.mkdir(parents=True, exist_ok=True)
+        self.stem = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.path = part / f"journal-{self.stem}.log"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
+        os.write(self.fd, JOURNAL_MAGIC)
+        self.rows = 0
+        self.synced = time.monotonic()
+
+    def append(self, table: pa.Table, fsync_s: float) -> None:
+        body = _ipc_bytes(table)
+        # One write call per frame: on kill -9 the kernel keeps what it accepted.
+        os.write(self.fd, _FRAME.pack(len(body), zlib.crc32(body)) + body)
+        self.rows += table.num_rows
+        if time.monotonic() - self.synced >= fsync_s:
+            os.fsync(self.fd)
+            self.synced = time.monotonic()
+
+    def close(self) -> None:
+        os.close(self.fd)  # releases the lock
+
+
+def _close_journals(cls: type, root: Path, journals: dict, lock: threading.Lock) -> None:
+    """At exit, or when the store is collected: release this process's journals, then roll them."""
+    with lock:
+        fps = list(journals)
+        for j in journals.values():
+            try:
+                j.close()
+            except OSError:
+                pass
+        journals.clear()
+    if fps:
+        store = cls(root)
+        for fp in fps:
+            store.recover(fp)
+
+
 class ShardStore:
     """Append-only, checksummed Parquet shards of one record schema, partitioned by a fingerprint.
 
@@ -82,9 +175,20 @@ class ShardStore:
     QUARANTINE = ""  # folder under quarantine/ (generations: none, as written before scores existed)
     INFO_COLUMNS: tuple[str, ...] = ()  # copied from a partition's first row into info()
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, *, roll_rows: int = 1000, fsync_s: float = 1.0):
+        """``roll_rows``: journaled records per Parquet shard; ``fsync_s``: most seconds between fsyncs."""
+        if roll_rows < 1:
+            raise ValueError(f"roll_rows must be at least 1 (got {roll_rows}): records per rolled shard")
         self.root = Path(root)
+        self.roll_rows = int(roll_rows)
+        self.fsync_s = float(fsync_s)
         self.quarantined: list[Path] = []
+        self._journals: dict[str, _Journal] = {}
+        self._lock = threading.Lock()
+        # Journals are rolled at exit too (a kill -9 skips it: the next writer's close or
+        # `cache --compact` rolls what a dead process left, see recover).
+        self._finalizer = weakref.finalize(self, _close_journals, type(self), self.root, self._journals,
+                                           self._lock)
         # Lone surrogates replaced by U+FFFD in the records this object wrote (see schema.repair_text).
         self.repaired_chars = 0
         self.repaired_rows = 0
@@ -108,9 +212,35 @@ class ShardStore:
             return []
         return sorted(p for p in part.glob("part-*.parquet"))
 
+    def journals(self, model_fp: str) -> list[Path]:
+        part = self.partition(model_fp)
+        return sorted(part.glob("journal-*.log")) if part.is_dir() else []
+
+    def files(self, model_fp: str) -> list[Path]:
+        """Journals, then shards: listed in this order, a journal rolled meanwhile is seen as its shard."""
+        return self.journals(model_fp) + self.shards(model_fp)
+
     # -- writing -------------------------------------------------------------
     def write_shard(self, model_fp: str, records: Sequence[dict] | pa.Table) -> Path | None:
-        """Persist records (dicts or a Table) as one new shard; returns its path."""
+        """Persist records (dicts or a Table): appended to this process's journal, rolled into a
+        shard every ``roll_rows`` records; returns the file they are in now (None if no records)."""
+        table = self._table_of(records)
+        if table.num_rows == 0:
+            return None
+        with self._lock:
+            j = self._journals.get(model_fp)
+            if j is None:
+                j = self._journals[model_fp] = _Journal(self.partition(model_fp))
+            j.append(table, self.fsync_s)
+            if j.rows < self.roll_rows:
+                return j.path
+            return self._roll_own(model_fp)
+
+    def write_parquet_shard(self, model_fp: str, records: Sequence[dict] | pa.Table) -> Path | None:
+        """Persist records as one new Parquet shard now (bulk writes: imports, compaction)."""
+        return self._write_parquet(model_fp, self._table_of(records))
+
+    def _table_of(self, records: Sequence[dict] | pa.Table) -> pa.Table:
         if isinstance(records, pa.Table):
             table = self.conform(records)  # an Arrow table holds valid UTF-8 already
         else:
@@ -122,16 +252,91 @@ class ShardStore:
                 self.repaired_rows += bool(n)
                 rows.append(row)
             table = pa.Table.from_pylist(rows, schema=self.SCHEMA)
+        return table
+
+    def _write_parquet(self, model_fp: str, table: pa.Table, stem: str | None = None) -> Path | None:
         if table.num_rows == 0:
             return None
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")
         data = buf.getvalue()
         digest = hashlib.sha256(data).hexdigest()[:16]
-        name = f"part-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}-{digest}.parquet"
-        path = self.partition(model_fp) / name
+        stem = stem or f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
+        path = self.partition(model_fp) / f"part-{stem}-{digest}.parquet"
         atomic_write_bytes(path, data)
         return path
+
+    # -- journals ------------------------------------------------------------
+    def _roll_own(self, model_fp: str) -> Path | None:
+        """This process's journal of a partition into a shard (caller holds self._lock)."""
+        j = self._journals.pop(model_fp, None)
+        if j is None:
+            return None
+        try:
+            path = self._roll_file(model_fp, j.path, j.stem)
+        finally:
+            j.close()
+        return path
+
+    def _roll_file(self, model_fp: str, path: Path, stem: str) -> Path | None:
+        """Shard first (atomic, fsync'd), journal deleted after: a crash between leaves both, deduped."""
+        tables, _ = read_journal_frames(path.read_bytes())
+        tables = [self._conform_journal(t, path) for t in tables]
+        tables = [t for t in tables if t is not None]
+        shard = self._write_parquet(model_fp, _dedupe_by_key(pa.concat_tables(tables))
+                                    if tables else self.SCHEMA.empty_table(), stem)
+        path.unlink(missing_ok=True)
+        return shard
+
+    def recover(self, model_fp: str) -> int:
+        """Roll every journal of the partition no process holds (a crashed writer's); returns how many."""
+        rolled = 0
+        for path in self.journals(model_fp):
+            if any(j.path == path for j in self._journals.values()):
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # its writer is alive
+                try:  # rolled and unlinked by another process while we waited?
+                    if os.stat(path).st_ino != os.fstat(fd).st_ino:
+                        continue
+                except FileNotFoundError:
+                    continue
+                self._roll_file(model_fp, path, path.stem.removeprefix("journal-"))
+                rolled += 1
+            finally:
+                os.close(fd)
+        return rolled
+
+    def close(self) -> None:
+        """Roll this process's journals into shards, then any a crashed writer left."""
+        with self._lock:
+            fps = list(self._journals)
+            for fp in fps:
+                self._roll_own(fp)
+        for fp in fps:
+            self.recover(fp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _conform_journal(self, table: pa.Table, path: Path) -> pa.Table | None:
+        version = int((table.schema.metadata or {}).get(b"tts_bench.schema_version", b"0"))
+        if version > self.ROW_VERSION or version < 1:
+            warnings.warn(f"journal {path.name} has row version {version}; this tts-bench reads "
+                          f"versions 1..{self.ROW_VERSION}, so it skips those records (left in place)",
+                          DamagedShardWarning, stacklevel=4)
+            return None
+        return self.conform(table) if version < self.ROW_VERSION else table.cast(self.SCHEMA)
 
     def repair_note(self) -> str | None:
         """One line for the user when stored texts had lone surrogates replaced, else None."""
@@ -143,7 +348,9 @@ class ShardStore:
 
     # -- reading -------------------------------------------------------------
     def _load_verified(self, path: Path, columns: Sequence[str] | None) -> pa.Table | None:
-        """The shard's table, or None (and quarantined) if it is damaged."""
+        """The shard's (or journal's) table, or None (and quarantined) if it is damaged."""
+        if path.name.startswith("journal-"):
+            return self._load_journal(path, columns)
         try:
             data = path.read_bytes()
         except FileNotFoundError:  # compacted away by another process meanwhile
@@ -180,6 +387,21 @@ class ShardStore:
         self._quarantine(path, problem)
         return None
 
+    def _load_journal(self, path: Path, columns: Sequence[str] | None) -> pa.Table | None:
+        """A journal's whole frames; if it was rolled meanwhile, the shard it became."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            stem = path.stem.removeprefix("journal-")
+            rolled = sorted(path.parent.glob(f"part-{stem}-*.parquet"))
+            return self._load_verified(rolled[0], columns) if rolled else None
+        tables = [t for t in (self._conform_journal(t, path) for t in read_journal_frames(data)[0])
+                  if t is not None]
+        if not tables:
+            return None
+        table = pa.concat_tables(tables)
+        return table.select(list(columns)) if columns else table
+
     def _quarantine(self, path: Path, why: str) -> None:
         dest = self.root / "quarantine" / self.QUARANTINE / path.parent.name / path.name
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -194,16 +416,36 @@ class ShardStore:
             stacklevel=3,
         )
 
+    def iter_files(self, paths: Sequence[Path], columns: Sequence[str] | None = None
+                   ) -> Iterable[tuple[Path, pa.Table]]:
+        """(file, verified table) of each of these shards and journals.
+
+        A shard that vanished while we read (merged by a compaction) has its
+        rows in a newer shard: the folder is listed again and what is new read too.
+        """
+        seen = set(paths)
+        todo = list(paths)
+        for _ in range(4):
+            vanished = set()
+            for path in todo:
+                t = self._load_verified(path, columns)
+                if t is None and not path.exists() and not path.name.startswith("journal-"):
+                    vanished.add(path.parent)
+                if t is not None and t.num_rows:
+                    yield path, t
+            if not vanished:
+                return
+            todo = [p for d in sorted(vanished) for p in sorted(d.glob("part-*.parquet")) if p not in seen]
+            seen.update(todo)
+
     def iter_tables(self, model_fp: str, columns: Sequence[str] | None = None) -> Iterable[pa.Table]:
-        for path in self.shards(model_fp):
-            t = self._load_verified(path, columns)
-            if t is not None and t.num_rows:
-                yield t
+        for _, t in self.iter_files(self.files(model_fp), columns):
+            yield t
 
     def read(self, model_fp: str, *, keys: set[str] | None = None,
              columns: Sequence[str] | None = None) -> pa.Table:
         """All verified rows of a partition (optionally only ``keys``), one row per key."""
-        return self.read_from(self.shards(model_fp), keys=keys, columns=columns)
+        return self.read_from(self.files(model_fp), keys=keys, columns=columns)
 
     def read_from(self, paths: Sequence[Path], *, keys: set[str] | None = None,
                   columns: Sequence[str] | None = None) -> pa.Table:
@@ -211,11 +453,7 @@ class ShardStore:
         cols = list(columns) if columns else None
         if cols is not None and "key" not in cols:
             cols = ["key", *cols]
-        parts = []
-        for path in paths:
-            t = self._load_verified(path, cols)
-            if t is not None and t.num_rows:
-                parts.append(t)
+        parts = [t for _, t in self.iter_files(paths, cols)]
         schema = self.SCHEMA if cols is None else pa.schema([self.SCHEMA.field(c) for c in cols])
         if not parts:
             return schema.empty_table()
@@ -231,11 +469,9 @@ class ShardStore:
     def key_locations(self, model_fp: str) -> dict[str, Path]:
         """Every stored key of a partition and the shard that holds it (one scan of the key column)."""
         where: dict[str, Path] = {}
-        for path in self.shards(model_fp):
-            t = self._load_verified(path, ["key"])
-            if t is not None:
-                for k in t.column("key").to_pylist():
-                    where.setdefault(k, path)
+        for path, t in self.iter_files(self.files(model_fp), ["key"]):
+            where.update(dict.fromkeys(t.column("key").to_pylist(), path) if not where else
+                         {k: path for k in t.column("key").to_pylist() if k not in where})
         return where
 
     def existing_keys(self, model_fp: str) -> set[str]:
@@ -250,6 +486,7 @@ class ShardStore:
         out = []
         for fp in self.partitions():
             shards = self.shards(fp)
+            journals = self.journals(fp)
             rows = 0
             meta = {}
             for p in shards:
@@ -258,6 +495,9 @@ class ShardStore:
                     rows += md.num_rows
                 except Exception:
                     continue
+            for p in journals:
+                t = self._load_journal(p, ["key"])
+                rows += t.num_rows if t is not None else 0
             if shards and self.INFO_COLUMNS:
                 try:
                     first = pq.read_table(shards[0], columns=list(self.INFO_COLUMNS))
@@ -265,16 +505,19 @@ class ShardStore:
                         meta = {c: first.column(c)[0].as_py() for c in first.column_names}
                 except Exception:
                     pass
-            out.append({"model_fp": fp, "shards": len(shards), "rows": rows,
-                        "bytes": sum(p.stat().st_size for p in shards), **meta})
+            out.append({"model_fp": fp, "shards": len(shards), "journals": len(journals), "rows": rows,
+                        "bytes": sum(_size(p) for p in shards + journals), **meta})
         return out
 
     def compact(self, model_fp: str, *, max_rows: int = 200_000, min_shards: int = 16) -> int:
-        """Merge small shards into larger ones; returns shards removed.
+        """Roll crashed writers' journals, then merge small shards into larger ones; returns shards removed.
 
-        Crash-safe: the merged shard is written (atomically) before the old
-        ones are deleted, and reads dedupe by key in between.
+        Crash-safe and safe beside running writers: journals a live process
+        holds are left alone, shards are immutable, the merged shard is written
+        (atomically) before the old ones are deleted, and reads dedupe by key
+        in between (and list again when a shard vanishes under them).
         """
+        self.recover(model_fp)
         small = []
         for p in self.shards(model_fp):
             try:
@@ -294,7 +537,7 @@ class ShardStore:
         if not tables:
             return 0
         merged = _dedupe_by_key(pa.concat_tables(tables))
-        self.write_shard(model_fp, merged)
+        self._write_parquet(model_fp, merged)
         for p in used:
             p.unlink(missing_ok=True)
         return len(used)
@@ -307,6 +550,13 @@ class GenerationStore(ShardStore):
     SCHEMA = ARROW_SCHEMA
     ROW_VERSION = ROW_VERSION
     INFO_COLUMNS = ("model_id", "engine", "dataset")
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:  # rolled or merged meanwhile
+        return 0
 
 
 def _dedupe_by_key(table: pa.Table) -> pa.Table:
