@@ -203,3 +203,64 @@ def test_eight_writers_and_a_compactor_lose_nothing_and_count_nothing_twice(tmp_
     assert reader.journals("fp") == [] and len(reader.shards("fp")) == 1
     again = reader.read("fp", columns=["key"]).column("key").to_pylist()
     assert sorted(again) == sorted(keys)
+
+
+def _die_after_writing(root):
+    """A writer killed after its writes: no close, no exit handlers (os._exit), its lock released."""
+    import os
+
+    from tts_bench.store import ScoreStore
+
+    gen, scores = GenerationStore(root), ScoreStore(root)  # held: collecting a store rolls its journals
+    gen.write_shard("fp", [_rec("a"), _rec("b", 1)])
+    scores.write_shard("vfp", [{"key": "s1", "verifier_fp": "vfp", "step_scores": [0.5]}])
+    os._exit(0)
+
+
+def test_cache_compact_rolls_a_dead_writers_journals_and_keeps_a_live_ones(tmp_path):
+    import multiprocessing as mp
+
+    from conftest import cli
+
+    from tts_bench.store import ScoreStore
+
+    dead = mp.get_context("fork").Process(target=_die_after_writing, args=(tmp_path,))
+    dead.start()
+    dead.join(60)
+    live = GenerationStore(tmp_path)
+    live.write_shard("fp", [_rec("c", 2)])  # this process is alive: its journal is held
+    assert len(live.journals("fp")) == 2
+    out = cli("cache", "--compact", "--store-dir", str(tmp_path), cwd=tmp_path).stdout
+    assert "generations/fp: merged" in out and "scores/vfp: merged" in out
+    assert live.journals("fp") == [live._journals["fp"].path]  # the live one untouched
+    assert ScoreStore(tmp_path).journals("vfp") == [] and len(ScoreStore(tmp_path).shards("vfp")) == 1
+    assert len(live.shards("fp")) == 1
+    assert GenerationStore(tmp_path).existing_keys("fp") == {"a", "b", "c"}
+    live.close()
+    assert live.journals("fp") == [] and GenerationStore(tmp_path).existing_keys("fp") == {"a", "b", "c"}
+
+
+def _forked_child_writes(store):
+    import os
+
+    store.write_shard("fp", [_rec("child")])
+    store.close()
+    os._exit(0)
+
+
+def test_a_forked_child_never_rolls_or_writes_its_parents_journal(tmp_path):
+    import multiprocessing as mp
+
+    store = GenerationStore(tmp_path)
+    store.write_shard("fp", [_rec("parent")])
+    mine = store._journals["fp"].path
+    child = mp.get_context("fork").Process(target=_forked_child_writes, args=(store,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert mine.exists() and store.journals("fp") == [mine]  # the child rolled only its own
+    store.write_shard("fp", [_rec("parent2", 1)])
+    assert GenerationStore(tmp_path).existing_keys("fp") == {"parent", "parent2", "child"}
+    store.close()
+    assert store.journals("fp") == [] and GenerationStore(tmp_path).existing_keys("fp") == \
+        {"parent", "parent2", "child"}

@@ -130,6 +130,7 @@ class _Journal:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else holds it
         os.write(self.fd, JOURNAL_MAGIC)
+        self.pid = os.getpid()  # a forked child inherits the object, never the journal
         self.rows = 0
         self.synced = time.monotonic()
 
@@ -229,6 +230,9 @@ class ShardStore:
             return None
         with self._lock:
             j = self._journals.get(model_fp)
+            if j is not None and j.pid != os.getpid():  # forked: the parent's journal, not ours
+                self._journals.pop(model_fp).close()
+                j = None
             if j is None:
                 j = self._journals[model_fp] = _Journal(self.partition(model_fp))
             j.append(table, self.fsync_s)
@@ -271,6 +275,9 @@ class ShardStore:
         """This process's journal of a partition into a shard (caller holds self._lock)."""
         j = self._journals.pop(model_fp, None)
         if j is None:
+            return None
+        if j.pid != os.getpid():  # forked: the parent still writes it
+            j.close()
             return None
         try:
             path = self._roll_file(model_fp, j.path, j.stem)
