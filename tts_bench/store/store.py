@@ -262,7 +262,9 @@ class ShardStore:
         if table.num_rows == 0:
             return None
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
+        # Keys are sha256 hex, never repeated in a shard: a dictionary only slows the key scans.
+        pq.write_table(table, buf, compression="zstd",
+                       use_dictionary=[c for c in table.column_names if c != "key"])
         data = buf.getvalue()
         digest = hashlib.sha256(data).hexdigest()[:16]
         stem = stem or f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -477,8 +479,9 @@ class ShardStore:
         """Every stored key of a partition and the shard that holds it (one scan of the key column)."""
         where: dict[str, Path] = {}
         for path, t in self.iter_files(self.files(model_fp), ["key"]):
-            where.update(dict.fromkeys(t.column("key").to_pylist(), path) if not where else
-                         {k: path for k in t.column("key").to_pylist() if k not in where})
+            # A key in two files (raced writers, a compaction under way) may point at either:
+            # both hold the row.
+            where.update(dict.fromkeys(t.column("key").to_pylist(), path))
         return where
 
     def existing_keys(self, model_fp: str) -> set[str]:
