@@ -264,3 +264,17 @@ def test_a_forked_child_never_rolls_or_writes_its_parents_journal(tmp_path):
     store.close()
     assert store.journals("fp") == [] and GenerationStore(tmp_path).existing_keys("fp") == \
         {"parent", "parent2", "child"}
+
+
+def test_a_read_whose_files_were_rolled_and_merged_meanwhile_finds_the_merged_shard(tmp_path):
+    writer = GenerationStore(tmp_path, roll_rows=2)
+    writer.write_shard("fp", [_rec("a")])
+    writer.write_shard("fp", [_rec("b", 1), _rec("c", 2)])  # rolled: one shard
+    writer.write_shard("fp", [_rec("d", 3)])  # journaled
+    reader = GenerationStore(tmp_path)
+    (journal,) = reader.journals("fp")  # where a call layer remembers "d" to be
+    writer.close()  # the journal becomes a shard...
+    GenerationStore(tmp_path).compact("fp", min_shards=2)  # ...merged with the other into a new one
+    assert not journal.exists() and len(reader.shards("fp")) == 1
+    got = reader.read_from([journal], keys={"d"}, columns=["text"]).to_pylist()
+    assert got == [{"key": "d", "text": "x"}]

@@ -430,7 +430,8 @@ class ShardStore:
         """(file, verified table) of each of these shards and journals.
 
         A shard that vanished while we read (merged by a compaction) has its
-        rows in a newer shard: the folder is listed again and what is new read too.
+        rows in a newer shard, as has a journal rolled and then merged: the
+        folder is listed again and what is new read too.
         """
         seen = set(paths)
         todo = list(paths)
@@ -438,7 +439,7 @@ class ShardStore:
             vanished = set()
             for path in todo:
                 t = self._load_verified(path, columns)
-                if t is None and not path.exists() and not path.name.startswith("journal-"):
+                if t is None and not path.exists():  # merged away (a journal: rolled, then merged)
                     vanished.add(path.parent)
                 if t is not None and t.num_rows:
                     yield path, t
