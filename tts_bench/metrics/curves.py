@@ -46,8 +46,9 @@ from tts_bench.metrics.estimators import (
     mc_rng,
     pass_at_k,
 )
+from tts_bench.metrics.registry import names
 
-METRICS = ("pass@k", "maj@k", "tokens@k")
+METRICS = names(source="problems")  # what the per-problem table alone gives
 CURVE_MC_REPLICATES = 200
 _BOOT_BLOCK_ELEMENTS = 4_000_000  # resample weights held at once
 

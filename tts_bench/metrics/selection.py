@@ -65,6 +65,7 @@ from tts_bench.metrics.estimators import (
     pass_at_k,
 )
 from tts_bench.metrics.problem_table import reduce_per_problem
+from tts_bench.metrics.registry import names
 
 IntArray = np.ndarray
 FloatArray = np.ndarray
@@ -76,7 +77,7 @@ MAX_EXACT_SUBSETS = 2_000_000
 #: Vote totals closer than this share of the subset's total |weight| count as tied.
 TIE_RTOL = 1e-12
 STEP_AGGREGATES = ("min", "prod", "last", "mean")
-SELECTION_METRICS = ("bon@k", "weighted@k", "rpc@k", "ffs@k")
+SELECTION_METRICS = names(source="samples")  # what selection_curves computes
 # particle_resample_probs: the resampling step of particle filtering (section 11).
 METHODS = ("auto", "exact", "mc")
 _METRIC_TAGS = {"weighted": 1, "rpc": 2, "union_vote": 3}
