@@ -31,6 +31,8 @@ from tts_bench.metrics import (
     reduce_per_problem,
 )
 from tts_bench.metrics import estimators as est
+from tts_bench.metrics.estimators.exact import _plan_exact
+from tts_bench.metrics.estimators.monte_carlo import _mc_credits_index, _mc_credits_marginal
 
 # ---------------------------------------------------------------- helpers
 
@@ -277,10 +279,10 @@ def test_monte_carlo_samplers_agree_with_exact(sampler):
             exact = maj_at_k(counts, "c0", n, k, method="exact").value
             gen = np.random.default_rng([trial, k])
             if sampler == "index":
-                credit = est._mc_credits_index(pools, k, gen, reps)
+                credit = _mc_credits_index(pools, k, gen, reps)
             else:
-                plan = est._plan_exact(pools, k, est.DEFAULT_TOL)
-                credit = est._mc_credits_marginal(pools, plan.n_rel, k, gen, reps)
+                plan = _plan_exact(pools, k, est.DEFAULT_TOL)
+                credit = _mc_credits_marginal(pools, plan.n_rel, k, gen, reps)
             assert credit.shape == (1, reps)
             assert abs(credit.mean() - exact) <= mc_tolerance(reps), (trial, n, k)
 

@@ -6,7 +6,7 @@
 
 Everything comes from the one pool of samples: pass@k, maj@k and tokens@k
 (``curves.py``, estimated once per problem), best-of-N, weighted vote, RPC and first-finish when their
-inputs are present (``selection.py``), costs in tokens and FLOPs from the
+inputs are present (``selection/``), costs in tokens and FLOPs from the
 model's own shape (``cost.py``), the Pareto frontier of accuracy against
 cost (``pareto.py``), the coverage law exp(a k^b) (``scaling.py``), ARISE
 over the k levels, and accuracy by difficulty with the compute-optimal
