@@ -370,7 +370,7 @@ def test_reduce_per_problem_hand_table():
     assert list(got.columns) == [
         "problem_id", "n", "c", "correct_class", "class_counts", "n_no_answer",
         "n_truncated", "prompt_tokens_total", "completion_tokens_total",
-        "completion_tokens_mean",
+        "completion_tokens_mean", "completion_tokens_sq_mean",
     ]
     q1, q2 = got.iloc[0], got.iloc[1]
     assert q1.problem_id == "q1" and q2.problem_id == "q2"
@@ -379,6 +379,8 @@ def test_reduce_per_problem_hand_table():
     assert (q1.n_no_answer, q1.n_truncated) == (1, 1)
     assert (q1.prompt_tokens_total, q1.completion_tokens_total) == (25, 230)
     assert q1.completion_tokens_mean == pytest.approx(46.0)
+    # (20^2 + 30^2 + 40^2 + 60^2 + 80^2) / 5 and (10^2 + 50^2 + 70^2) / 3
+    assert (q1.completion_tokens_sq_mean, q2.completion_tokens_sq_mean) == (2580.0, 2500.0)
     assert (q2.n, q2.c, q2.correct_class) == (3, 0, None)
     assert q2.class_counts == {"7": 1, "8": 1}
     assert (q2.n_no_answer, q2.n_truncated, q2.completion_tokens_total) == (1, 1, 130)

@@ -40,14 +40,16 @@ class Analysis:
 def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int], *,
                 model_shape: dict | None = None, n_boot: int = 1000, seed: int = 0,
                 verifier_shape: dict | None = None) -> Analysis:
-    """``verifier_shape``: the verifier model's shape, for its FLOPs in the cost table."""
+    """``problems``: ``reduce_per_problem(graded)``, built once by the caller; every per-problem
+    estimate and the cost table read it. ``verifier_shape``: the verifier model's shape, for its
+    FLOPs in the cost table."""
     from .selection import selection_curves
 
     ks = sorted(set(int(k) for k in ks))
     # Every per-problem estimate once (pass@k, maj@k and tokens@k, then the
     # selection metrics); the curves are their means with bootstrap CIs.
     cols = ["problem_id", "metric", "k", "value", "method"]
-    sel = selection_curves(graded, ks, seed=seed)
+    sel = selection_curves(graded, ks, problems=problems, seed=seed)
     own_cost = sel[sel["metric"].isin(OWN_COST)][["problem_id", "metric", "k", "tokens"]]
     estimates = pd.concat([per_problem_estimates(problems, ks, seed=seed)[cols], sel[cols]],
                           ignore_index=True)
@@ -57,7 +59,7 @@ def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int],
 
     from .verification import verifier_cost
 
-    cost = _cost_table(curves, own_cost, problems, graded, ks, model_shape, analysis.notes)
+    cost = _cost_table(curves, own_cost, problems, ks, model_shape, analysis.notes)
     cost = verifier_cost(cost, graded, verifier_shape)
     analysis.tables["cost"] = cost
     analysis.tables["frontier"] = _frontier(curves, cost)
@@ -89,7 +91,7 @@ def _aggregate(per_problem: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _cost_table(curves, own_cost, problems, graded, ks, model_shape, notes) -> pd.DataFrame:
+def _cost_table(curves, own_cost, problems, ks, model_shape, notes) -> pd.DataFrame:
     """Per (metric, k): expected completion tokens and, with a model shape, FLOPs."""
     tokens = curves[curves["metric"] == "tokens@k"].set_index("k")["value"]
     rows = []
@@ -103,13 +105,13 @@ def _cost_table(curves, own_cost, problems, graded, ks, model_shape, notes) -> p
     cost = pd.DataFrame(rows)
     cost = cost[cost["metric"].isin(set(curves["metric"]))].reset_index(drop=True)
     if model_shape:
-        from .cost import cost_at_k, problem_token_table
+        from .cost import cost_at_k
         from .model_shape import ModelShape
 
         shape = ModelShape(**model_shape)
-        ptt = problem_token_table(graded)
-        flops = cost_at_k(ptt, shape, ks, "monkeys").set_index("k")["cost"]
-        eflops = cost_at_k(ptt, shape, ks, "kinetics").set_index("k")["cost"]
+        # The per-problem table carries the token moments the cost kinds need.
+        flops = cost_at_k(problems, shape, ks, "monkeys").set_index("k")["cost"]
+        eflops = cost_at_k(problems, shape, ks, "kinetics").set_index("k")["cost"]
         # FFS decodes k * L_min tokens; scale its FLOPs by its share of the tokens.
         ratio = np.where(cost["metric"].isin(OWN_COST), cost["tokens"] / cost["k"].map(tokens), 1.0)
         cost["flops"] = cost["k"].map(flops) * ratio

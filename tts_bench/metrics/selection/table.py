@@ -23,6 +23,7 @@ def selection_curves(
     samples: pd.DataFrame,
     ks: Sequence[int],
     *,
+    problems: pd.DataFrame | None = None,
     seed: int = 0,
     replicates: int = CURVE_MC_REPLICATES,
     method: str = "auto",
@@ -43,12 +44,19 @@ def selection_curves(
     * rpc@k: from ``mean_logprob`` (``rpc_prune`` turns on reasoning pruning);
     * ffs@k: always (completion_tokens, finish_reason, correct).
 
+    ``problems``: the :func:`reduce_per_problem` table of ``samples`` when the
+    caller has built it already (a run's analysis builds it once); else it is built here.
     Problems are those of :func:`reduce_per_problem` (same order and checks);
     samples in a pool are ordered by sample_index. Raises ValueError when a
     k exceeds a problem's n. Average over problems and bootstrap with
     :func:`bootstrap_ci` on the pivoted [problems x ks] values.
     """
-    problems = reduce_per_problem(samples)
+    if problems is None:
+        problems = reduce_per_problem(samples)
+    elif int(problems["n"].sum()) != len(samples):
+        raise ValueError(f"problems is not the per-problem table of these samples: it counts "
+                         f"{int(problems['n'].sum())} samples, they are {len(samples)}; pass "
+                         f"reduce_per_problem(samples) or leave problems out")
     ks = _check_ks(problems, ks)
     pid, _ = pd.factorize(samples["problem_id"], sort=True)
     order = np.lexsort((samples["sample_index"].to_numpy(), pid))
