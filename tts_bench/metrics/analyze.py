@@ -105,8 +105,8 @@ def _cost_table(curves, own_cost, problems, ks, model_shape, notes) -> pd.DataFr
     cost = pd.DataFrame(rows)
     cost = cost[cost["metric"].isin(set(curves["metric"]))].reset_index(drop=True)
     if model_shape:
+        from ..models import ModelShape
         from .cost import cost_at_k
-        from .model_shape import ModelShape
 
         shape = ModelShape(**model_shape)
         # The per-problem table carries the token moments the cost kinds need.
