@@ -3,24 +3,5 @@
     from tts_bench.metrics.model_shape import ModelShape, shape_for_model   # = tts_bench.models
 """
 
-from tts_bench.models import (
-    GGUFArray,
-    GGUFInfo,
-    ModelShape,
-    ModelShapeError,
-    read_gguf,
-    shape_for_model,
-    shape_from_gguf,
-    shape_from_hf_config,
-)
-
-__all__ = [
-    "GGUFArray",
-    "GGUFInfo",
-    "ModelShape",
-    "ModelShapeError",
-    "read_gguf",
-    "shape_for_model",
-    "shape_from_gguf",
-    "shape_from_hf_config",
-]
+from tts_bench.models import *  # noqa: F403 (the same public names)
+from tts_bench.models import __all__  # noqa: F401

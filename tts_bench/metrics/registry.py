@@ -55,11 +55,6 @@ class Metric:
     higher_is_better: bool = True
     gate: bool = True
 
-    @property
-    def strategy(self) -> bool:
-        """A way of answering one can run (pass@k is the oracle; tokens@k a cost)."""
-        return self.family == "selection"
-
 
 # In report order: the legend, the table columns and metrics.csv's order follow it.
 METRICS: tuple[Metric, ...] = (
