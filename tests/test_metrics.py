@@ -31,6 +31,8 @@ from tts_bench.metrics import (
     reduce_per_problem,
 )
 from tts_bench.metrics import estimators as est
+from tts_bench.metrics.estimators.exact import _plan_exact
+from tts_bench.metrics.estimators.monte_carlo import _mc_credits_index, _mc_credits_marginal
 
 # ---------------------------------------------------------------- helpers
 
@@ -277,10 +279,10 @@ def test_monte_carlo_samplers_agree_with_exact(sampler):
             exact = maj_at_k(counts, "c0", n, k, method="exact").value
             gen = np.random.default_rng([trial, k])
             if sampler == "index":
-                credit = est._mc_credits_index(pools, k, gen, reps)
+                credit = _mc_credits_index(pools, k, gen, reps)
             else:
-                plan = est._plan_exact(pools, k, est.DEFAULT_TOL)
-                credit = est._mc_credits_marginal(pools, plan.n_rel, k, gen, reps)
+                plan = _plan_exact(pools, k, est.DEFAULT_TOL)
+                credit = _mc_credits_marginal(pools, plan.n_rel, k, gen, reps)
             assert credit.shape == (1, reps)
             assert abs(credit.mean() - exact) <= mc_tolerance(reps), (trial, n, k)
 
@@ -368,7 +370,7 @@ def test_reduce_per_problem_hand_table():
     assert list(got.columns) == [
         "problem_id", "n", "c", "correct_class", "class_counts", "n_no_answer",
         "n_truncated", "prompt_tokens_total", "completion_tokens_total",
-        "completion_tokens_mean",
+        "completion_tokens_mean", "completion_tokens_sq_mean",
     ]
     q1, q2 = got.iloc[0], got.iloc[1]
     assert q1.problem_id == "q1" and q2.problem_id == "q2"
@@ -377,6 +379,8 @@ def test_reduce_per_problem_hand_table():
     assert (q1.n_no_answer, q1.n_truncated) == (1, 1)
     assert (q1.prompt_tokens_total, q1.completion_tokens_total) == (25, 230)
     assert q1.completion_tokens_mean == pytest.approx(46.0)
+    # (20^2 + 30^2 + 40^2 + 60^2 + 80^2) / 5 and (10^2 + 50^2 + 70^2) / 3
+    assert (q1.completion_tokens_sq_mean, q2.completion_tokens_sq_mean) == (2580.0, 2500.0)
     assert (q2.n, q2.c, q2.correct_class) == (3, 0, None)
     assert q2.class_counts == {"7": 1, "8": 1}
     assert (q2.n_no_answer, q2.n_truncated, q2.completion_tokens_total) == (1, 1, 130)

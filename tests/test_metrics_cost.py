@@ -177,6 +177,15 @@ def test_cost_at_k_matches_subset_enumeration(kind, caching):
     assert set(got["n_problems"]) == {4}
 
 
+def test_the_per_problem_table_serves_every_cost_kind_bit_for_bit():
+    # A run's analysis costs from its one per-problem table: the numbers of problem_token_table.
+    samples = graded_samples(seed=5)
+    problems, built = reduce_per_problem(samples), problem_token_table(samples)
+    shape = tiny(n_params=5000, n_layers=3, d_model=8)
+    for kind in ("tokens", "snell", "monkeys", "kinetics"):
+        assert cost_at_k(problems, shape, [1, 3], kind).equals(cost_at_k(built, shape, [1, 3], kind)), kind
+
+
 def test_tokens_at_k_matches_curves_convention():
     samples = graded_samples(seed=3)
     problems = reduce_per_problem(samples)
@@ -196,7 +205,7 @@ def test_cost_at_k_errors():
     problems = reduce_per_problem(samples)
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['completion_tokens_sq_mean'\]; "
                                          r"build it with .*problem_token_table"):
-        cost_at_k(problems, tiny(), [1], "monkeys")
+        cost_at_k(problems.drop(columns="completion_tokens_sq_mean"), tiny(), [1], "monkeys")
     with pytest.raises(ValueError, match="unknown cost kind 'flops'"):
         cost_at_k(problems, tiny(), [1], "flops")
     with pytest.raises(ValueError, match="every k must be a positive integer"):

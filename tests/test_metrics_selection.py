@@ -633,7 +633,7 @@ def test_rpc_distinct_keys_take_the_sorting_path_with_the_same_values():
 
 @pytest.mark.parametrize("n,k", [(12, 2), (5, 2), (6, 4)])  # rejection; random keys
 def test_random_subsets_are_uniform(n, k):
-    from tts_bench.metrics.selection import _random_subsets
+    from tts_bench.metrics.selection.vote import _random_subsets
 
     draws = 60_000
     rows = _random_subsets(np.full(draws, n), k, np.random.default_rng(0))

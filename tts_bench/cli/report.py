@@ -169,8 +169,8 @@ def _frontiers(run_dirs: list[Path], out: Path) -> None:
     """Pareto frontier across the runs' strategies and budgets, and the Kinetics frontier."""
     import pandas as pd
 
-    from ..metrics.analyze import SELECTION_STRATEGIES
     from ..metrics.pareto import cross_run_frontiers
+    from ..metrics.registry import SELECTION_STRATEGIES
     from ..store import atomic_write_bytes
 
     runs = {}

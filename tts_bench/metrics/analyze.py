@@ -6,7 +6,7 @@
 
 Everything comes from the one pool of samples: pass@k, maj@k and tokens@k
 (``curves.py``, estimated once per problem), best-of-N, weighted vote, RPC and first-finish when their
-inputs are present (``selection.py``), costs in tokens and FLOPs from the
+inputs are present (``selection/``), costs in tokens and FLOPs from the
 model's own shape (``cost.py``), the Pareto frontier of accuracy against
 cost (``pareto.py``), the coverage law exp(a k^b) (``scaling.py``), ARISE
 over the k levels, and accuracy by difficulty with the compute-optimal
@@ -23,10 +23,9 @@ import numpy as np
 import pandas as pd
 
 from .curves import bootstrap_ci, per_problem_estimates
+from .registry import ACCURACY_METRICS, SELECTION_STRATEGIES, names
 
-# Ways of turning k samples into one answer (pass@k is the oracle, not a strategy).
-SELECTION_STRATEGIES = ("maj@k", "bon@k", "weighted@k", "rpc@k", "ffs@k")
-ACCURACY_METRICS = ("pass@k", *SELECTION_STRATEGIES)
+OWN_COST = names(own_cost=True)  # metrics whose tokens are their own, not k x mean tokens
 
 
 @dataclass
@@ -41,15 +40,17 @@ class Analysis:
 def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int], *,
                 model_shape: dict | None = None, n_boot: int = 1000, seed: int = 0,
                 verifier_shape: dict | None = None) -> Analysis:
-    """``verifier_shape``: the verifier model's shape, for its FLOPs in the cost table."""
+    """``problems``: ``reduce_per_problem(graded)``, built once by the caller; every per-problem
+    estimate and the cost table read it. ``verifier_shape``: the verifier model's shape, for its
+    FLOPs in the cost table."""
     from .selection import selection_curves
 
     ks = sorted(set(int(k) for k in ks))
     # Every per-problem estimate once (pass@k, maj@k and tokens@k, then the
     # selection metrics); the curves are their means with bootstrap CIs.
     cols = ["problem_id", "metric", "k", "value", "method"]
-    sel = selection_curves(graded, ks, seed=seed)
-    ffs_cost = sel[sel["metric"] == "ffs@k"][["problem_id", "k", "tokens"]]
+    sel = selection_curves(graded, ks, problems=problems, seed=seed)
+    own_cost = sel[sel["metric"].isin(OWN_COST)][["problem_id", "metric", "k", "tokens"]]
     estimates = pd.concat([per_problem_estimates(problems, ks, seed=seed)[cols], sel[cols]],
                           ignore_index=True)
     curves = _aggregate(estimates, n_boot=n_boot, seed=seed)
@@ -58,12 +59,12 @@ def analyze_run(graded: pd.DataFrame, problems: pd.DataFrame, ks: Sequence[int],
 
     from .verification import verifier_cost
 
-    cost = _cost_table(curves, ffs_cost, problems, graded, ks, model_shape, analysis.notes)
+    cost = _cost_table(curves, own_cost, problems, ks, model_shape, analysis.notes)
     cost = verifier_cost(cost, graded, verifier_shape)
     analysis.tables["cost"] = cost
     analysis.tables["frontier"] = _frontier(curves, cost)
     analysis.fit, analysis.tables["coverage_fit"] = _coverage_fit(curves)
-    analysis.tables["arise"] = _arise(long, problems, ks, ffs_cost)
+    analysis.tables["arise"] = _arise(long, problems, ks, own_cost)
     diff, optimal = _difficulty(long, problems, ks, seed)
     analysis.tables["difficulty"] = diff
     analysis.tables["compute_optimal"] = optimal
@@ -90,31 +91,31 @@ def _aggregate(per_problem: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def _cost_table(curves, ffs_cost, problems, graded, ks, model_shape, notes) -> pd.DataFrame:
+def _cost_table(curves, own_cost, problems, ks, model_shape, notes) -> pd.DataFrame:
     """Per (metric, k): expected completion tokens and, with a model shape, FLOPs."""
     tokens = curves[curves["metric"] == "tokens@k"].set_index("k")["value"]
     rows = []
     for metric in ACCURACY_METRICS:
         for k in ks:
-            if metric == "ffs@k":  # all k stop when the first finishes: k * L_min
-                t = ffs_cost[ffs_cost["k"] == k]["tokens"].mean()
+            if metric in OWN_COST:  # e.g. ffs@k: all k stop when the first finishes: k * L_min
+                t = own_cost[(own_cost["metric"] == metric) & (own_cost["k"] == k)]["tokens"].mean()
             else:
                 t = tokens.get(k, np.nan)
             rows.append({"metric": metric, "k": k, "tokens": float(t)})
     cost = pd.DataFrame(rows)
     cost = cost[cost["metric"].isin(set(curves["metric"]))].reset_index(drop=True)
     if model_shape:
-        from .cost import cost_at_k, problem_token_table
-        from .model_shape import ModelShape
+        from ..models import ModelShape
+        from .cost import cost_at_k
 
         shape = ModelShape(**model_shape)
-        ptt = problem_token_table(graded)
-        flops = cost_at_k(ptt, shape, ks, "monkeys").set_index("k")["cost"]
-        eflops = cost_at_k(ptt, shape, ks, "kinetics").set_index("k")["cost"]
+        # The per-problem table carries the token moments the cost kinds need.
+        flops = cost_at_k(problems, shape, ks, "monkeys").set_index("k")["cost"]
+        eflops = cost_at_k(problems, shape, ks, "kinetics").set_index("k")["cost"]
         # FFS decodes k * L_min tokens; scale its FLOPs by its share of the tokens.
-        ratio = cost["tokens"] / cost["k"].map(tokens)
-        cost["flops"] = cost["k"].map(flops) * np.where(cost["metric"] == "ffs@k", ratio, 1.0)
-        cost["eflops"] = cost["k"].map(eflops) * np.where(cost["metric"] == "ffs@k", ratio, 1.0)
+        ratio = np.where(cost["metric"].isin(OWN_COST), cost["tokens"] / cost["k"].map(tokens), 1.0)
+        cost["flops"] = cost["k"].map(flops) * ratio
+        cost["eflops"] = cost["k"].map(eflops) * ratio
     else:
         notes.append("FLOPs not computed: the model's shape could not be read from its files")
     return cost
@@ -155,7 +156,7 @@ def _coverage_fit(curves: pd.DataFrame) -> tuple[dict | None, pd.DataFrame]:
     return {"params": params, "fitted": fitted, "measured": pk}, table
 
 
-def _arise(long: pd.DataFrame, problems: pd.DataFrame, ks, ffs_cost: pd.DataFrame) -> pd.DataFrame:
+def _arise(long: pd.DataFrame, problems: pd.DataFrame, ks, own_cost: pd.DataFrame) -> pd.DataFrame:
     """ARISE over the k levels, per strategy: gains discounted by extra tokens."""
     from .scaling import arise
 
@@ -168,8 +169,8 @@ def _arise(long: pd.DataFrame, problems: pd.DataFrame, ks, ffs_cost: pd.DataFram
         if g.empty:
             continue
         tokens = g["k"].to_numpy() * g["problem_id"].map(mean_tokens).to_numpy()
-        if metric == "ffs@k":  # all k stop when the first finishes: its own cost
-            own = ffs_cost.set_index(["problem_id", "k"])["tokens"]
+        if metric in OWN_COST:  # e.g. ffs@k: all k stop when the first finishes
+            own = own_cost[own_cost["metric"] == metric].set_index(["problem_id", "k"])["tokens"]
             tokens = own.reindex(pd.MultiIndex.from_arrays([g["problem_id"], g["k"]])).to_numpy()
         levels = pd.DataFrame({
             "problem_id": g["problem_id"].to_numpy(),

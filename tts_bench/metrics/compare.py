@@ -3,7 +3,8 @@
     base = per_problem_estimates(reduce_per_problem(graded_a), ks)
     cand = per_problem_estimates(reduce_per_problem(graded_b), ks)
     cmp = compare_runs(base, cand, n_boot=1000, seed=0)
-    cmp.table       # metric k baseline candidate delta ci_low ci_high n_problems wins losses ties verdict
+    cmp.table       # metric k baseline candidate delta ci_low ci_high n_problems wins losses ties
+                    # verdict better
     print(summarize_comparison(cmp))
 
 Pairing: only problems present in both runs are compared (the others are
@@ -18,7 +19,9 @@ problem difficulty, which dominates an unpaired CI.
 The summary states the difference and its interval and counts problems
 where the candidate wins, loses or ties; no p-value. The verdict says
 "candidate higher" or "baseline higher" when the whole interval lies on
-one side of 0, else "no clear difference".
+one side of 0, else "no clear difference"; ``better`` reads that verdict
+with the registry's direction of the metric (tokens@k: lower is better):
+"candidate", "baseline", or "" (no clear difference, or an unregistered metric).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tts_bench.metrics import registry
 from tts_bench.metrics.curves import bootstrap_ci
 
 KEY = ["metric", "k"]
@@ -104,6 +108,11 @@ def compare_runs(
     lo, hi = np.minimum(lo, delta), np.maximum(hi, delta)
     verdict = np.where(lo > 0, "candidate higher", np.where(hi < 0, "baseline higher",
                                                             "no clear difference"))
+    # +1 where higher is better, -1 where lower is, 0 for a metric the registry does not know.
+    sign = np.array([(1.0 if registry.get(m).higher_is_better else -1.0) if registry.is_registered(m) else 0.0
+                     for m in cols.get_level_values(0)])
+    side = sign * np.where(lo > 0, 1.0, np.where(hi < 0, -1.0, 0.0))
+    better = np.where(side > 0, "candidate", np.where(side < 0, "baseline", ""))
     table = pd.DataFrame(
         {
             "metric": cols.get_level_values(0),
@@ -118,6 +127,7 @@ def compare_runs(
             "losses": (diff < -tol).sum(axis=0),
             "ties": (np.abs(diff) <= tol).sum(axis=0),
             "verdict": verdict,
+            "better": better,
         }
     )
     return PairedComparison(table, only_base, only_cand, n_boot, ci, seed)

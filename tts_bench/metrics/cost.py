@@ -58,7 +58,7 @@ from typing import NamedTuple, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from .model_shape import ModelShape
+from ..models import ModelShape
 
 __all__ = [
     "COST_KINDS",

@@ -20,7 +20,7 @@ problem multiplicities, so every resample mean is one matrix product and no
 estimator runs twice.
 
 maj@k falls back to Monte Carlo where the exact method is costly (see
-estimators.py). Curves use CURVE_MC_REPLICATES = 200 subsets per problem: a
+estimators/). Curves use CURVE_MC_REPLICATES = 200 subsets per problem: a
 problem's standard error is then at most 0.035, but the curve is a mean over
 P problems, whose Monte Carlo error is at most 0.035/sqrt(P) (0.0016 for 500
 problems), far inside the bootstrap CI, which already counts that noise as
@@ -46,8 +46,9 @@ from tts_bench.metrics.estimators import (
     mc_rng,
     pass_at_k,
 )
+from tts_bench.metrics.registry import names
 
-METRICS = ("pass@k", "maj@k", "tokens@k")
+METRICS = names(source="problems")  # what the per-problem table alone gives
 CURVE_MC_REPLICATES = 200
 _BOOT_BLOCK_ELEMENTS = 4_000_000  # resample weights held at once
 

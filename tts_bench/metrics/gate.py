@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from . import registry
 from .curves import bootstrap_means
 
 
@@ -37,10 +38,15 @@ class GateResult:
 
 
 def parse_metric(spec: str) -> tuple[str, int]:
-    """ "pass@k:1" -> ("pass@k", 1)."""
+    """ "pass@k:1" -> ("pass@k", 1); only metrics the registry lets the gate use (a drop is worse)."""
     name, sep, k = spec.rpartition(":")
     if not sep or not name or not k.isdigit() or int(k) < 1:
         raise ValueError(f"bad --metric '{spec}': expected METRIC:K, e.g. pass@k:1 or maj@k:8")
+    if not registry.is_registered(name) or not registry.get(name).gate:
+        why = ("is not a metric" if not registry.is_registered(name) else "cannot be gated"
+               + ("" if registry.get(name).higher_is_better else " (lower is better)"))
+        raise ValueError(f"bad --metric '{spec}': {name} {why}; gate one of "
+                         f"{', '.join(registry.names(gate=True))}")
     return name, int(k)
 
 

@@ -28,6 +28,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from .registry import names
+
 __all__ = ["kinetics_frontier", "log_cost_grid", "pareto_frontier", "pareto_mask"]
 
 
@@ -185,7 +187,7 @@ def cross_run_frontiers(runs: "dict[str, dict]", *, strategies: Sequence[str],
     for name, r in runs.items():
         pp = r["per_problem"]
         pp = pp[pp["problem_id"].isin(shared) & pp["metric"].isin(strategies)
-                & (pp["metric"] != "ffs@k")]  # ffs@k's cost is not k x mean tokens
+                & ~pp["metric"].isin(names(own_cost=True))]  # e.g. ffs@k: its cost is not k x mean tokens
         rows.append(pd.DataFrame({
             "problem_id": pp["problem_id"].to_numpy(),
             "config": (name + "/" + pp["metric"] + "/k=" + pp["k"].astype(str)).to_numpy(),

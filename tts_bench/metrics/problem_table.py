@@ -22,6 +22,7 @@ sorted by problem_id:
     prompt_tokens_total      sum over samples
     completion_tokens_total  sum over samples
     completion_tokens_mean   completion_tokens_total / n
+    completion_tokens_sq_mean  mean of completion_tokens**2 (the cost models' attention terms)
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ def reduce_per_problem(samples: pd.DataFrame, max_samples: Optional[int] = None)
             "prompt_tokens_total": _as_int_if_whole(prompt_total),
             "completion_tokens_total": _as_int_if_whole(completion_total),
             "completion_tokens_mean": completion_total / n,
+            # mean of c**2: the attention terms of the cost models are quadratic in c
+            "completion_tokens_sq_mean": np.bincount(pid_codes, weights=completion * completion,
+                                                     minlength=P) / n,
         }
     )
 

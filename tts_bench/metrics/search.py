@@ -82,8 +82,8 @@ def search_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None,
     verifier_flops and total_flops, so a search sits on the cross-run frontier at
     what it really spent.
     """
+    from ..models import ModelShape
     from .cost import decode_flops, prefill_flops
-    from .model_shape import ModelShape
 
     shape = ModelShape(**model_shape) if model_shape else None
     vshape = ModelShape(**verifier_shape) if verifier_shape else None

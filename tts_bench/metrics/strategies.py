@@ -190,7 +190,7 @@ def strategy_cost(graded: pd.DataFrame, strategy: str, model_shape: dict | None,
     all its samples: its accuracy is the majority vote and its costs are per
     problem (samples x per-sample cost; prefill counted per sample).
     """
-    from .model_shape import ModelShape
+    from ..models import ModelShape
 
     rows = []
     shape = ModelShape(**model_shape) if model_shape else None

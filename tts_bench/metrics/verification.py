@@ -24,11 +24,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..models import ModelShape
 from .cost import decode_flops, kinetics_eflops, prefill_flops, self_consistency_samples, solution_equivalents
 from .curves import bootstrap_ci
-from .model_shape import ModelShape
+from .registry import names
 
-VERIFIED_METRICS = ("bon@k", "weighted@k")  # the selection metrics that need every sample scored
+VERIFIED_METRICS = names(need="verifier_scores")  # the selection metrics that need every sample scored
 
 
 def verifier_sample_costs(graded: pd.DataFrame, shape: ModelShape | None) -> pd.DataFrame:

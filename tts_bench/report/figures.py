@@ -34,9 +34,10 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
+from ..metrics.registry import ACCURACY_METRICS
+from ..metrics.registry import label as metric_label
 from ..store import atomic_write_bytes
 
-ACCURACY_METRICS = ("pass@k", "maj@k", "bon@k", "weighted@k")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 _LINESTYLES = ("-", "--", "-.", ":")
 _DPI = 120
@@ -149,6 +150,8 @@ def curves_figure(
 ) -> FigureFiles | None:
     """Accuracy against k (log2 axis) with CI bands, one line per metric present.
 
+    ``metrics`` default: every metric the registry draws on accuracy figures.
+
     With ``by`` (e.g. "run"), one line per (group, metric): colour is the
     group, marker and line style the metric.
     """
@@ -169,7 +172,7 @@ def curves_figure(
             if dm.empty:
                 continue
             color = colors[(gi if by else mi) % len(colors)]
-            label = m if g is None else f"{g} · {m}"
+            label = metric_label(m) if g is None else f"{g} · {metric_label(m)}"
             ax.plot(dm["k"], dm["value"], marker=_MARKERS[mi % len(_MARKERS)],
                     linestyle=_LINESTYLES[mi % len(_LINESTYLES)], color=color, label=label,
                     markersize=4.5, linewidth=1.6)

@@ -26,11 +26,13 @@ from typing import Collection, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..metrics.registry import ACCURACY_METRICS, SELECTION_STRATEGIES
+from ..metrics.registry import names as metric_names
+from ..metrics.registry import rank as _metric_rank
 from ..store import atomic_write_bytes
-from .figures import ACCURACY_METRICS, FigureFiles, cost_figure, curves_figure
+from .figures import FigureFiles, cost_figure, curves_figure
 
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-_METRIC_ORDER = (*ACCURACY_METRICS, "tokens@k")
 _MAX_IDS_IN_NOTE = 20
 
 _CSS = """
@@ -389,10 +391,6 @@ def load_metrics(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(p)
 
 
-def _metric_rank(m: str) -> tuple:
-    return (_METRIC_ORDER.index(m) if m in _METRIC_ORDER else len(_METRIC_ORDER), m)
-
-
 def metrics_wide(curves: pd.DataFrame) -> pd.DataFrame:
     """k, then one column per metric: "value [ci_low – ci_high]" (text, for reading)."""
     metrics = sorted(curves["metric"].unique(), key=_metric_rank)
@@ -545,7 +543,7 @@ def render_comparison(
             curves[n], lost = _recompute(curves[n], pp[pp["problem_id"].isin(shared)], m, n_boot, seed)
             if lost:
                 notes.append(f"{n}: {', '.join(lost)} left out: recorded over all its problems, "
-                             "and only pass@k, maj@k and tokens@k can be recomputed here.")
+                             f"and only {_recomputable()} can be recomputed here.")
         notes.insert(0, f"Compared on the {len(shared)} problems shared by all runs"
                      + ("." if any_dropped else " (every run has exactly these)."))
 
@@ -561,7 +559,8 @@ def render_comparison(
 
     plots = out_dir / "plots"
     acc_present = [m for m in ACCURACY_METRICS if m in set(combined["metric"])]
-    cost_metric = next((m for m in acc_present if m != "pass@k"), acc_present[0] if acc_present else None)
+    cost_metric = next((m for m in acc_present if m in SELECTION_STRATEGIES),
+                       acc_present[0] if acc_present else None)
     points = _token_points(combined, [cost_metric] if cost_metric else [])
     figures = [
         curves_figure(combined, plots / "comparison_curves", by="run", title="Accuracy vs k, by run"),
@@ -583,6 +582,12 @@ def render_comparison(
         notes=notes,
         collapsed={"Dropped problems", "comparison.csv (all rows)"},
     )
+
+
+def _recomputable() -> str:
+    """The metrics compute_curves redoes from per_problem.parquet: "pass@k, maj@k and tokens@k"."""
+    m = metric_names(source="problems")
+    return ", ".join(m[:-1]) + " and " + m[-1] if len(m) > 1 else m[0]
 
 
 def _recompute(curves: pd.DataFrame, per_problem: pd.DataFrame, manifest: Mapping,

@@ -1,4 +1,4 @@
-"""pass@k and maj@k against k on a log2 axis, with bootstrap 95% CI bands."""
+"""Every registered accuracy metric a run produced against k (log2 axis), with 95% CI bands."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..metrics.registry import label, present
 from ..store import atomic_write_bytes
+
+_STYLES = ("o-", "s--", "^-.", "D:", "v-", "P--", "X-.")
 
 
 def plot_curves(curves: pd.DataFrame, path: Path, *, title: str = "") -> Path:
@@ -18,11 +21,9 @@ def plot_curves(curves: pd.DataFrame, path: Path, *, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for metric, style in (("pass@k", "o-"), ("maj@k", "s--")):
+    for i, metric in enumerate(present(curves["metric"], figure="accuracy")):
         d = curves[curves["metric"] == metric].sort_values("k")
-        if d.empty:
-            continue
-        ax.plot(d["k"], d["value"], style, label=metric)
+        ax.plot(d["k"], d["value"], _STYLES[i % len(_STYLES)], label=label(metric))
         ax.fill_between(d["k"], d["ci_low"], d["ci_high"], alpha=0.2)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k (samples per problem)")

@@ -1,8 +1,10 @@
-"""The terminal table: pass@k and maj@k per budget with 95% CIs."""
+"""The terminal table: the registry's terminal metrics (pass@k, maj@k, bon@k) per budget with 95% CIs."""
 
 from __future__ import annotations
 
 import pandas as pd
+
+from ..metrics.registry import label, present
 
 
 def metrics_table(curves: pd.DataFrame, title: str = ""):
@@ -10,22 +12,20 @@ def metrics_table(curves: pd.DataFrame, title: str = ""):
 
     table = Table(title=title or None, show_lines=False)
     table.add_column("k", justify="right")
-    # The terminal shows coverage, majority and verifier selection; every
-    # other curve (rpc@k, ffs@k, costs, fits) is in report.html and metrics.csv.
-    order = ("pass@k", "maj@k", "bon@k")
-    metrics = [m for m in order if m in set(curves["metric"])]
-    for m in metrics:
-        table.add_column(m, justify="right")
-    if "tokens@k" in set(curves["metric"]):
-        table.add_column("completion tokens", justify="right")
+    # The terminal shows the registry's terminal metrics (coverage, majority,
+    # verifier selection, tokens); every other curve is in report.html and metrics.csv.
+    accuracy = present(curves["metric"], terminal=True, figure="accuracy")
+    costs = present(curves["metric"], terminal=True, family="cost")
+    for m in accuracy + costs:
+        table.add_column(label(m), justify="right")
     for k in sorted(curves["k"].unique()):
         row = [str(int(k))]
-        for m in metrics:
+        for m in accuracy + costs:
             r = curves[(curves["metric"] == m) & (curves["k"] == k)]
-            row.append(_fmt(r.iloc[0]) if len(r) else "")
-        r = curves[(curves["metric"] == "tokens@k") & (curves["k"] == k)]
-        if len(r):
-            row.append(f"{r.iloc[0]['value']:.0f}")
+            if m in costs:  # costs have no CI worth a column's width
+                row += [f"{r.iloc[0]['value']:.0f}"] if len(r) else []
+            else:
+                row.append(_fmt(r.iloc[0]) if len(r) else "")
         table.add_row(*row)
     return table
 

@@ -287,7 +287,7 @@ def _model_shape(cfg: RunConfig, identity) -> dict | None:
     """
     if identity.engine in ("scripted", "import"):
         return None
-    from ..metrics.model_shape import ModelShapeError, shape_for_model
+    from ..models import ModelShapeError, shape_for_model
 
     try:
         return dataclasses.asdict(shape_for_model(cfg.model.path, cfg.model.revision))

@@ -103,7 +103,7 @@ def _question(messages) -> str:
 def _verifier_shape(cfg: RunConfig, model_id: str) -> dict | None:
     """The verifier model's shape, for its FLOPs (None when its files are not here)."""
     from ..config import ConfigError
-    from ..metrics.model_shape import ModelShapeError, shape_for_model
+    from ..models import ModelShapeError, shape_for_model
 
     if cfg.verifier.kind == "http" or cfg.engine.name == "scripted":
         return None
