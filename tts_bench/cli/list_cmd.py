@@ -36,7 +36,10 @@ def list_cmd() -> None:
     strategies.add_column("needs from the engine")
     strategies.add_column("what")
     for name, cls in sorted(STRATEGIES.items()):
-        strategies.add_row(name, ", ".join(cls.needs) or "-", cls.summary)
+        needs = ", ".join(cls.needs) or "-"
+        if getattr(cls, "uses_verifier", False):
+            needs += " (and verifier=...)"
+        strategies.add_row(name, needs, cls.summary)
     console.print(strategies)
     engines = Table(title="engines")
     engines.add_column("engine")
