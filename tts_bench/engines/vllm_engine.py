@@ -42,6 +42,7 @@ import dataclasses
 import gc
 import hashlib
 import inspect
+import itertools
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -192,7 +193,8 @@ def plan_units(
 
 
 def stream_units(
-    core: Any, units: Sequence[_Unit], submit: Callable[[str, _Unit], None], *, window: int
+    core: Any, units: Sequence[_Unit], submit: Callable[[str, _Unit], None], *, window: int,
+    tag: str = "u",
 ) -> Iterator[list[tuple[_Unit, Any, float]]]:
     """Keep up to ``window`` samples in vLLM's scheduler; yield requests as they finish.
 
@@ -201,8 +203,8 @@ def stream_units(
     engine step that finishes requests yields ``(unit, RequestOutput, seconds
     since the unit was added)`` for each of them, in finish order; a finished
     unit's samples are replaced at once by pending units, so the scheduler
-    never drains to a chunk's long tail. Closing the iterator early aborts
-    what is still in flight.
+    never drains to a chunk's long tail. Request ids are ``tag`` and a serial
+    number. Closing the iterator early aborts what is still in flight.
     """
     size = max(1, window)
     queue = list(reversed(units))  # pop() takes the next unit in plan order
@@ -213,7 +215,7 @@ def stream_units(
         while queue or live:
             while queue and (not live or in_flight + len(queue[-1].positions) <= size):
                 unit = queue.pop()
-                rid = f"u{serial}"
+                rid = f"{tag}{serial}"
                 serial += 1
                 submit(rid, unit)
                 live[rid] = (unit, time.perf_counter())
@@ -293,6 +295,7 @@ class VLLMEngine:
         self.model_cfg = model_cfg
         self.capabilities = capabilities_for(engine_cfg)
         self._weights_hash: str | None = None
+        self._calls = itertools.count()
         kw = llm_kwargs(
             engine_cfg, model_cfg, generation_config_arg=_accepts_generation_config(vllm)
         )
@@ -355,7 +358,8 @@ class VLLMEngine:
 
         units = plan_units(requests, per_request_seed=self.cfg.per_request_seed,
                            batch_size=self.cfg.batch_size)
-        for finished in stream_units(core, units, submit, window=self.cfg.batch_size):
+        tag = f"g{next(self._calls)}-"  # ids unique across calls on this engine
+        for finished in stream_units(core, units, submit, window=self.cfg.batch_size, tag=tag):
             yield [c for u, out, seconds in finished for c in self._completions(u, out, seconds)]
 
     def _completions(self, u: _Unit, out: Any, seconds: float) -> list[Completion]:
