@@ -31,6 +31,8 @@ from the pending ones at once, so the scheduler stays full through long
 tails and a kill loses only the samples in flight. ``engine.batch_size`` is
 thus the most samples vLLM holds at once (its own ``max_num_seqs`` decides
 how many of them run per step); a larger one costs host memory, not speed.
+Without ``per_request_seed`` a request's samples form one ``n``-sample vLLM
+request and come out together, when the last of them finishes.
 
 vLLM starts its engine core in a spawned process on CPU, so a script that
 builds this engine at top level needs an ``if __name__ == "__main__":`` guard.
