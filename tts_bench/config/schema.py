@@ -175,7 +175,7 @@ class LlamaCppEngineConfig(EngineConfig):
 @dataclass
 class VLLMEngineConfig(EngineConfig):
     name: str = "vllm"
-    batch_size: int = 4096
+    batch_size: int = 4096  # samples held in vLLM's scheduler at once; each is yielded as it finishes
     tensor_parallel_size: int = 1
     dtype: str = "auto"
     gpu_memory_utilization: float = 0.9

@@ -1,4 +1,4 @@
-"""Offline vLLM engine: batches of rendered prompts through ``vllm.LLM.generate``.
+"""Offline vLLM engine: rendered prompts streamed through ``vllm.LLM``'s step loop.
 
     from tts_bench.config import ModelConfig, VLLMEngineConfig
     from tts_bench.engines.vllm_engine import VLLMEngine
@@ -24,6 +24,16 @@ them). Without it a request's samples go out as one ``n=len(samples)``
 request with no seed, and the engine reports ``supports_seed = False`` so the
 runner records ``seed=None``.
 
+Streaming: ``generate`` keeps up to ``engine.batch_size`` samples added to
+the offline engine (``llm.llm_engine.add_request``) and steps it; each sample
+is yielded in the step it finishes, and a finished sample's place is filled
+from the pending ones at once, so the scheduler stays full through long
+tails and a kill loses only the samples in flight. ``engine.batch_size`` is
+thus the most samples vLLM holds at once (its own ``max_num_seqs`` decides
+how many of them run per step); a larger one costs host memory, not speed.
+Without ``per_request_seed`` a request's samples form one ``n``-sample vLLM
+request and come out together, when the last of them finishes.
+
 vLLM starts its engine core in a spawned process on CPU, so a script that
 builds this engine at top level needs an ``if __name__ == "__main__":`` guard.
 """
@@ -34,9 +44,10 @@ import dataclasses
 import gc
 import hashlib
 import inspect
+import itertools
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,10 +177,10 @@ class _Unit:
     seed: int | None
 
 
-def plan_chunks(
+def plan_units(
     requests: Sequence[GenerationRequest], *, per_request_seed: bool, batch_size: int
-) -> list[list[_Unit]]:
-    """Split requests into vLLM requests, grouped into chunks of at most ``batch_size`` samples."""
+) -> list[_Unit]:
+    """Split requests into vLLM requests of at most ``batch_size`` samples each, in order."""
     size = max(1, batch_size)
     units: list[_Unit] = []
     for req in requests:
@@ -180,16 +191,51 @@ def plan_chunks(
                 _Unit(req, tuple(range(lo, min(lo + size, req.n))), None)
                 for lo in range(0, req.n, size)
             ]
-    chunks: list[list[_Unit]] = []
-    count = 0
-    for u in units:
-        if chunks and count + len(u.positions) <= size:
-            chunks[-1].append(u)
-            count += len(u.positions)
-        else:
-            chunks.append([u])
-            count = len(u.positions)
-    return chunks
+    return units
+
+
+def stream_units(
+    core: Any, units: Sequence[_Unit], submit: Callable[[str, _Unit], None], *, window: int,
+    tag: str = "u",
+) -> Iterator[list[tuple[_Unit, Any, float]]]:
+    """Keep up to ``window`` samples in vLLM's scheduler; yield requests as they finish.
+
+    ``core`` is the offline ``LLMEngine`` (``step``, ``has_unfinished_requests``,
+    ``abort_request``); ``submit(request_id, unit)`` adds one unit to it. Each
+    engine step that finishes requests yields ``(unit, RequestOutput, seconds
+    since the unit was added)`` for each of them, in finish order; a finished
+    unit's samples are replaced at once by pending units, so the scheduler
+    never drains to a chunk's long tail. Request ids are ``tag`` and a serial
+    number. Closing the iterator early aborts what is still in flight.
+    """
+    size = max(1, window)
+    queue = list(reversed(units))  # pop() takes the next unit in plan order
+    live: dict[str, tuple[_Unit, float]] = {}
+    in_flight = 0
+    serial = 0
+    try:
+        while queue or live:
+            while queue and (not live or in_flight + len(queue[-1].positions) <= size):
+                unit = queue.pop()
+                rid = f"{tag}{serial}"
+                serial += 1
+                submit(rid, unit)
+                live[rid] = (unit, time.perf_counter())
+                in_flight += len(unit.positions)
+            if not core.has_unfinished_requests():
+                raise RuntimeError(f"vLLM dropped {len(live)} request(s) without finishing them")
+            done = []
+            for out in core.step():
+                if not out.finished or out.request_id not in live:
+                    continue
+                unit, t0 = live.pop(out.request_id)
+                in_flight -= len(unit.positions)
+                done.append((unit, out, time.perf_counter() - t0))
+            if done:
+                yield done
+    finally:
+        if live:
+            core.abort_request(list(live))
 
 
 def capabilities_for(engine_cfg: VLLMEngineConfig) -> Capabilities:
@@ -251,6 +297,7 @@ class VLLMEngine:
         self.model_cfg = model_cfg
         self.capabilities = capabilities_for(engine_cfg)
         self._weights_hash: str | None = None
+        self._calls = itertools.count()
         kw = llm_kwargs(
             engine_cfg, model_cfg, generation_config_arg=_accepts_generation_config(vllm)
         )
@@ -287,54 +334,59 @@ class VLLMEngine:
         return list(self._tokenizer.encode(prompt, add_special_tokens=False))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> Iterator[list[Completion]]:
+        """Every request's samples through vLLM's step loop, yielded as each finishes.
+
+        Up to ``engine.batch_size`` samples sit in vLLM's scheduler at once (it
+        runs ``max_num_seqs`` of them per step); as one finishes the next
+        pending one is added, and each engine step's finished samples come out
+        as one group, so the call layer stores them at once.
+        """
         ids_cache: dict[str, list[int]] = {}
-        for chunk in plan_chunks(
-            requests, per_request_seed=self.cfg.per_request_seed, batch_size=self.cfg.batch_size
-        ):
-            prompts = []
-            params = []
-            for u in chunk:
-                if u.request.prompt not in ids_cache:
-                    ids_cache[u.request.prompt] = self._prompt_ids(u.request.prompt)
-                ids = ids_cache[u.request.prompt]
-                if u.request.prefix_ids is not None:
-                    ids = ids + list(u.request.prefix_ids)
-                elif u.request.prefix:
-                    ids = ids + self.tokenize(u.request.prefix)
-                prompts.append({"prompt_token_ids": ids})
-                kw = sampling_kwargs(u.request.params, n=len(u.positions), seed=u.seed)
-                params.append(self._vllm.SamplingParams(**kw))
-            t0 = time.perf_counter()
-            outputs = self._llm.generate(prompts, params, use_tqdm=False)
-            elapsed = time.perf_counter() - t0
-            per_sample = elapsed / sum(len(u.positions) for u in chunk)
-            done: list[Completion] = []
-            for u, out in zip(chunk, outputs, strict=True):
-                for co in out.outputs:
-                    pos = u.positions[co.index]
-                    token_ids = list(co.token_ids)
-                    stop, stop_string, own_ids = stop_of(co.finish_reason, getattr(co, "stop_reason", None),
-                                                         token_ids, self._tokenizer.eos_token_id)
-                    done.append(
-                        Completion(
-                            request_id=u.request.request_id,
-                            sample_index=u.request.sample_indices[pos],
-                            text=co.text,
-                            prompt_tokens=len(out.prompt_token_ids or ()),
-                            completion_tokens=len(token_ids),
-                            finish_reason="length" if stop == STOP_LENGTH else "stop",
-                            latency_s=per_sample,
-                            token_logprobs=(
-                                sampled_logprobs(token_ids, co.logprobs)
-                                if u.request.params.logprobs
-                                else None
-                            ),
-                            token_ids=own_ids,
-                            stop_reason=stop,
-                            stop_string=stop_string,
-                        )
-                    )
-            yield done
+        core = self._llm.llm_engine
+        final_only = self._vllm.sampling_params.RequestOutputKind.FINAL_ONLY
+
+        def submit(rid: str, u: _Unit) -> None:
+            if u.request.prompt not in ids_cache:
+                ids_cache[u.request.prompt] = self._prompt_ids(u.request.prompt)
+            ids = ids_cache[u.request.prompt]
+            if u.request.prefix_ids is not None:
+                ids = ids + list(u.request.prefix_ids)
+            elif u.request.prefix:
+                ids = ids + self.tokenize(u.request.prefix)
+            params = self._vllm.SamplingParams(**sampling_kwargs(u.request.params, n=len(u.positions),
+                                                                 seed=u.seed))
+            params.output_kind = final_only  # one output per request, when it is done
+            core.add_request(rid, {"prompt_token_ids": ids}, params)
+
+        units = plan_units(requests, per_request_seed=self.cfg.per_request_seed,
+                           batch_size=self.cfg.batch_size)
+        tag = f"g{next(self._calls)}-"  # ids unique across calls on this engine
+        for finished in stream_units(core, units, submit, window=self.cfg.batch_size, tag=tag):
+            yield [c for u, out, seconds in finished for c in self._completions(u, out, seconds)]
+
+    def _completions(self, u: _Unit, out: Any, seconds: float) -> list[Completion]:
+        """Our Completions of one finished vLLM request (latency: added to finished)."""
+        done = []
+        for co in out.outputs:
+            pos = u.positions[co.index]
+            token_ids = list(co.token_ids)
+            stop, stop_string, own_ids = stop_of(co.finish_reason, getattr(co, "stop_reason", None),
+                                                 token_ids, self._tokenizer.eos_token_id)
+            done.append(Completion(
+                request_id=u.request.request_id,
+                sample_index=u.request.sample_indices[pos],
+                text=co.text,
+                prompt_tokens=len(out.prompt_token_ids or ()),
+                completion_tokens=len(token_ids),
+                finish_reason="length" if stop == STOP_LENGTH else "stop",
+                latency_s=seconds,
+                token_logprobs=(sampled_logprobs(token_ids, co.logprobs)
+                                if u.request.params.logprobs else None),
+                token_ids=own_ids,
+                stop_reason=stop,
+                stop_string=stop_string,
+            ))
+        return done
 
     def close(self) -> None:
         llm = getattr(self, "_llm", None)
