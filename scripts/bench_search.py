@@ -25,22 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_overhead import Recording  # scripts/ is on sys.path when a script runs
+
 STRATEGIES = "beam-search,dvts,particle-filter,rebase,best-first"
-
-
-class Recording:
-    """Wraps an engine: records every request it is sent."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.requests = []
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def generate(self, requests):
-        self.requests += list(requests)
-        yield from self.engine.generate(requests)
 
 
 def main() -> None:
