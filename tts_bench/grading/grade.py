@@ -27,11 +27,13 @@ aggregates live in ``tts_bench.metrics``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from tts_bench.grading.cache import GradeCache
 from tts_bench.grading.extract import get_extractor, normalize_answer, vote_class
@@ -95,18 +97,17 @@ def grade_samples(
     missing = [c for c in _REQUIRED if c not in samples.columns]
     if missing:
         raise ValueError(f"samples lacks column(s) {', '.join(missing)}")
-    extract = get_extractor(extractor)
+    get_extractor(extractor)  # an unknown name fails before any work
     g = get_grader(grader)
 
-    texts = samples["text"].tolist()
+    n_rows = len(samples)
     problem_ids = samples["problem_id"].tolist()
     golds = _gold_per_row(problem_ids, gold)
 
     extracted: list[str | None] = []
     normalized: list[str | None] = []
     norm_memo: dict[str, str] = {}
-    for text in texts:
-        raw = extract(text) if isinstance(text, str) else None
+    for raw in extract_answers(samples["text"], extractor, workers=workers):
         norm = None
         if raw is not None:
             norm = norm_memo.get(raw)
@@ -140,7 +141,8 @@ def grade_samples(
     _log_failures(g.name, todo, results)
 
     gold_class: dict[str, str] = {}
-    correct = np.zeros(len(texts), dtype=bool)
+    class_memo: dict[str, str] = {}
+    correct = np.zeros(n_rows, dtype=bool)
     status: list[str] = []
     answer_class: list[str | None] = []
     for i, (gd, norm) in enumerate(zip(golds, normalized)):
@@ -158,7 +160,10 @@ def grade_samples(
             answer_class.append(cls)
         else:
             # Equal numbers in other forms vote together, as right answers do.
-            answer_class.append(vote_class(norm))
+            cls = class_memo.get(norm)
+            if cls is None:
+                cls = class_memo[norm] = vote_class(norm)
+            answer_class.append(cls)
 
     out = samples.copy()
     out["extracted"] = pd.Series(extracted, index=out.index, dtype=object)
@@ -168,7 +173,7 @@ def grade_samples(
 
     pair_status = [verdicts[p][1] for p in pairs]
     stats = GradeStats(
-        samples=len(texts),
+        samples=n_rows,
         distinct_pairs=len(pairs),
         cache_hits=len(pairs) - len(todo),
         grader_calls=len(todo),
@@ -181,6 +186,59 @@ def grade_samples(
         grader_version=g.version,
     )
     return out, stats
+
+
+#: Texts handed to an extraction worker at once (about 30 MB of reasoning text).
+EXTRACT_CHUNK = 100_000
+#: Fewer texts than this are extracted in this process: starting workers costs more.
+PARALLEL_EXTRACT_MIN = 200_000
+
+
+def extract_answers(texts: pd.Series, extractor: str, *, workers: int = 2) -> Iterator[str | None]:
+    """The extractor's answer for each text (None: none, or not a string), in order.
+
+    Texts are turned into Python strings a chunk at a time, so 5M texts never
+    exist as 5M Python objects at once. From ``PARALLEL_EXTRACT_MIN`` texts
+    and ``workers`` >= 2 the chunks go to ``workers`` processes (extraction
+    is pure Python: one core each), as Arrow arrays, which cross a pipe as
+    buffers rather than pickled strings.
+    """
+    get_extractor(extractor)  # an unknown name fails here
+    n = len(texts)
+    chunks = [texts.iloc[lo:lo + EXTRACT_CHUNK] for lo in range(0, n, EXTRACT_CHUNK)]
+    if workers < 2 or n < PARALLEL_EXTRACT_MIN:
+        for chunk in chunks:
+            yield from _extract_chunk(extractor, chunk.tolist())
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    import pyarrow as pa
+
+    from tts_bench.grading.pool import _context
+
+    def submit(ex, chunk):
+        arr = pa.Array.from_pandas(chunk)
+        parts = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+        # concat_arrays compacts the slice: a pickled slice carries its whole parent buffer.
+        return ex.submit(_extract_chunk, extractor, pa.concat_arrays(parts))
+
+    todo = iter(chunks)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as ex:
+        # A bounded window of chunks in flight (map would queue every text at once).
+        pending = deque(submit(ex, c) for c in itertools.islice(todo, 2 * workers))
+        while pending:
+            answers = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(submit(ex, nxt))
+            yield from answers
+
+
+def _extract_chunk(extractor: str, texts) -> list[str | None]:
+    extract = get_extractor(extractor)
+    if not isinstance(texts, list):
+        texts = texts.to_pylist()
+    return [extract(t) if isinstance(t, str) else None for t in texts]
 
 
 def _gold_per_row(problem_ids: list, gold: dict[str, str]) -> list[str]:

@@ -92,8 +92,17 @@ class CoverageLaw:
 
         None when the gain is still >= eps at k_max.
         """
-        ks = np.arange(1, k_max + 1)
-        return saturation_point(ks, self.predict(ks), eps)
+        # Block by block (doubling), stopping at the first block that saturates:
+        # the same answer as one grid of k_max points, without building it.
+        lo, width = 1, 1024
+        while lo < k_max:
+            hi = min(k_max, lo + width)
+            ks = np.arange(lo, hi + 1)
+            k = saturation_point(ks, self.predict(ks), eps)
+            if k is not None:
+                return k
+            lo, width = hi, width * 2
+        return None
 
 
 def fit_coverage_law(

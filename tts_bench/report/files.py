@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..store import atomic_write_bytes
+from ..store import atomic_write, atomic_write_bytes
 
 
 def _parquet_bytes(df: pd.DataFrame) -> bytes:
@@ -30,7 +30,8 @@ def write_report(run_dir: Path, graded: pd.DataFrame, per_problem: pd.DataFrame,
                  curves: pd.DataFrame, *, plot: bool = True) -> list[Path]:
     run_dir = Path(run_dir)
     written = []
-    atomic_write_bytes(run_dir / "samples.parquet", _parquet_bytes(graded))
+    with atomic_write(run_dir / "samples.parquet") as f:  # streamed: millions of texts
+        graded.to_parquet(f, index=False)
     pp = per_problem.copy()
     if "class_counts" in pp.columns:  # dicts -> JSON text: portable across readers
         pp["class_counts"] = pp["class_counts"].map(lambda d: json.dumps(d, sort_keys=True))

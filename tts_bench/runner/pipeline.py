@@ -353,16 +353,23 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str, *,
         trajectories = rd.read_trajectories()
     plan_path = Path(run_dir) / "plan.parquet"
     if plan_path.is_file():
-        plan = pd.read_parquet(plan_path)
-        table = store.read(model_fp, keys=set(plan["key"]), columns=SAMPLE_COLUMNS)
-        stored = table.to_pandas()
-        samples = plan.merge(stored, on="key", how="inner")
-        missing = len(plan) - len(samples)
+        import pyarrow.parquet as pq
+
+        plan_t = pq.read_table(plan_path)
+        stored, found = store.read_aligned(model_fp, plan_t.column("key"), columns=SAMPLE_COLUMNS)
+        # Plan rows and their stored rows side by side (no join on 5M keys).
+        samples = plan_t.filter(found).to_pandas() if not found.all() else plan_t.to_pandas()
+        for col in stored.column_names:
+            if col not in samples.columns:
+                samples[col] = stored.column(col).to_pandas()
+        missing = len(plan_t) - len(samples)
+        del stored, plan_t
+        _release_memory()
         samples["level"] = 0
         samples["main"] = True
         samples["trajectory"] = samples["sample_index"]
         samples["repeat"] = 0
-        samples = samples.sort_values(["problem_id", "sample_index"], kind="stable")
+        samples = _by_problem(samples)
         more = trajectories  # ARISE repeats of a key-sharded strategy
         if more is not None and (more["repeat"] > 0).any():
             more = more[more["repeat"] > 0].copy()
@@ -378,6 +385,25 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str, *,
     traj["temperature"] = float(rd.manifest().config["strategy"].get("temperature", float("nan")))
     traj = traj.sort_values(["level", "problem_id", "trajectory"], kind="stable").reset_index(drop=True)
     return traj, missing
+
+
+def _release_memory() -> None:
+    """Hand Arrow's freed pages back to the system (its allocator keeps them: +1 GiB at 5M samples)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
+def _by_problem(samples: pd.DataFrame) -> pd.DataFrame:
+    """Samples in (problem_id, sample_index) order (stable), without a copy when they already are."""
+    import numpy as np
+
+    codes, _ = pd.factorize(samples["problem_id"], sort=True)
+    index = samples["sample_index"].to_numpy()
+    dp, di = np.diff(codes), np.diff(index)
+    if ((dp > 0) | ((dp == 0) & (di >= 0))).all():
+        return samples
+    return samples.iloc[np.lexsort((index, codes))]
 
 
 SCORE_COLUMNS = ["verifier_score", "step_scores", "verifier_input_tokens", "verifier_output_tokens",
@@ -459,6 +485,8 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
         retry_failed=True,
     )
     timings["grade_s"] = time.perf_counter() - t
+    del samples
+    _release_memory()
     result.grade_stats = dataclasses.asdict(gstats) if dataclasses.is_dataclass(gstats) else dict(gstats)
     _update_manifest(run_dir, {"timings": timings, "generation": dataclasses.asdict(gen),
                                "grading": result.grade_stats, "missing_samples": 0})
@@ -561,7 +589,9 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
     repeats, every = None, graded
     if "repeat" in graded.columns and (graded["repeat"] > 0).any():
         repeats, graded = graded, graded[graded["repeat"] == 0].reset_index(drop=True)
-    main = graded[graded["main"].astype(bool)] if "main" in graded.columns else graded
+    main = graded
+    if "main" in graded.columns and not graded["main"].all():  # no copy of every text when all are
+        main = graded[graded["main"].astype(bool)]
     if main.empty:  # e.g. adaptive without its fixed-n pool: the strategy's own rows
         main = graded
     per_problem = reduce_per_problem(main)

@@ -18,7 +18,7 @@ from .schema import (
     schema_doc,
 )
 from .scores import SCORE_SCHEMA, ScoreRecord, ScoreStore, score_key, steps_sha
-from .store import DamagedShardWarning, GenerationStore, ShardStore, atomic_write_bytes
+from .store import DamagedShardWarning, GenerationStore, ShardStore, atomic_write, atomic_write_bytes
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -33,6 +33,7 @@ __all__ = [
     "ScoreRecord",
     "ScoreStore",
     "ShardStore",
+    "atomic_write",
     "atomic_write_bytes",
     "call_key",
     "derive_seed",

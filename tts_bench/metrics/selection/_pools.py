@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from tts_bench.metrics.estimators import pass_at_k
+from tts_bench.metrics.estimators.coverage import _pass_at_one_k
 from tts_bench.metrics.registry import names
 
 IntArray = np.ndarray
@@ -106,18 +106,17 @@ def _check_k(what: str, k: int, n: IntArray, labels: Sequence) -> None:
         )
 
 
-def _none_drawn(N, e, K: int) -> FloatArray:
+def _none_drawn(N: IntArray, e: IntArray, K: int) -> FloatArray:
     """C(N - e, K) / C(N, K): a uniform K-subset of N avoids e given items.
 
     1 - pass@K from :func:`pass_at_k`'s stable product (absolute error ~1e-16);
-    1 when K = 0.
+    1 when K = 0. ``N`` and ``e``: int64 arrays of one shape, already valid
+    (0 <= e <= N, K <= N), so nothing is checked again: callers run it per k
+    over millions of samples.
     """
-    N, e = np.broadcast_arrays(np.asarray(N, dtype=np.int64), np.asarray(e, dtype=np.int64))
-    if K == 0:
+    if K == 0 or N.size == 0:
         return np.ones(N.shape)
-    if N.size == 0:
-        return np.zeros(N.shape)
-    return 1.0 - np.asarray(pass_at_k(N, e, K), dtype=np.float64)
+    return 1.0 - _pass_at_one_k(N, e, K)
 
 
 def _result(single: bool, *arrays):

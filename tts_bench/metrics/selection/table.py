@@ -12,7 +12,7 @@ from tts_bench.metrics.estimators._common import _missing
 from tts_bench.metrics.problem_table import reduce_per_problem
 from tts_bench.metrics.selection._pools import DEFAULT_EXACT_SUBSETS, _floats, _is_seq, selection_rng
 from tts_bench.metrics.selection.bon import _bon_matrix, aggregate_steps
-from tts_bench.metrics.selection.ffs import _ffs_flat
+from tts_bench.metrics.selection.ffs import _ffs_matrix
 from tts_bench.metrics.selection.rpc import _rpc_pools
 from tts_bench.metrics.selection.vote import _class_codes, _vote_batch, _VotePools
 
@@ -97,10 +97,7 @@ def selection_curves(
     L = df["completion_tokens"].to_numpy(dtype=np.float64)
     finished = (df["finish_reason"] != "length").to_numpy(dtype=bool)
     cols = ("value", "tokens", "latency", "majority_tokens", "majority_latency")
-    res = {c: np.empty((len(n), len(ks))) for c in cols}
-    for j, k in enumerate(ks):
-        for c, arr in zip(cols, _ffs_flat(n, L, correct, finished, k)):
-            res[c][:, j] = arr
+    res = dict(zip(cols, _ffs_matrix(n, L, correct, finished, ks)))
     add("ffs@k", res["value"], np.zeros(res["value"].shape, dtype=bool), extra=res)
     return pd.concat(frames, ignore_index=True)
 
