@@ -108,7 +108,7 @@ def _row(key: str, pid: str, j: int, text: str, tokens: int, now: float) -> dict
     }
 
 
-def build(root: Path, problems: int, samples: int, seed: int = 0) -> Path:
+def build(root: Path, problems: int, samples: int, seed: int = 0, shuffled: bool = False) -> Path:
     """The store and run directory, built column-wise (5M generations in about a minute)."""
     import pyarrow.compute as pc
 
@@ -126,6 +126,10 @@ def build(root: Path, problems: int, samples: int, seed: int = 0) -> Path:
     answers = np.repeat(golds, samples) + np.where(correct, 0, offset)
     keys = np.frombuffer(rng.bytes(32 * n).hex().encode(), dtype="S64")  # random, so unique
     toks = rng.integers(80, 600, n)
+    plan_pid, plan_idx, plan_key = pid, idx, keys
+    if shuffled:  # as a real run's store is: completion order, several writers interleaved
+        perm = rng.permutation(n)
+        pid, idx, answers, keys, toks = pid[perm], idx[perm], answers[perm], keys[perm], toks[perm]
     now = time.time()
     shard_rows = 10_000
     const = {c: None for c in ARROW_SCHEMA.names} | _row("", "", 0, "", 0, now)  # later columns null
@@ -140,7 +144,6 @@ def build(root: Path, problems: int, samples: int, seed: int = 0) -> Path:
                                                      ans, "}.", ""))
         cols = {c: cols[c].cast(ARROW_SCHEMA.field(c).type) for c in cols}
         store.write_parquet_shard(FP, pa.table(cols, schema=ARROW_SCHEMA))
-    plan_pid, plan_idx, plan_key = pid, idx, keys
     golds = [str(int(g)) for g in golds]
     run = root / "runs" / "bench"
     run.mkdir(parents=True)
@@ -167,6 +170,8 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3, help="store-to-report runs (0: none)")
+    ap.add_argument("--shuffled", action="store_true",
+                    help="store rows in random order against the plan (a real run's completion order)")
     ap.add_argument("--write", type=int, default=20_000, help="one-sample groups to write (0: skip)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="tts_bench_store_"))
@@ -175,7 +180,7 @@ def main() -> None:
             bench_writes(tmp / "writes", args.write)
             shutil.rmtree(tmp / "writes")
         t = time.perf_counter()
-        run = build(tmp, args.problems, args.samples)
+        run = build(tmp, args.problems, args.samples, shuffled=args.shuffled)
         build_s = time.perf_counter() - t
         size = sum(p.stat().st_size for p in (tmp / "store").rglob("*.parquet"))
         print(f"store: {args.problems * args.samples:,} generations, "

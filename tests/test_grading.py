@@ -524,3 +524,44 @@ def test_equal_numbers_in_other_forms_vote_together():
 
     row = reduce_per_problem(graded).iloc[0]
     assert maj_at_k(row["class_counts"], row["correct_class"], 7, 7).value == 0.0
+
+
+def _texts(n: int) -> list:
+    forms = ["so \\boxed{{{i}}}.", "The answer is {i}", "no answer here", None,
+             "\\boxed{{\\frac{{{i}}}{{2}}}}"]
+    return [forms[i % len(forms)].format(i=i) if forms[i % len(forms)] else None for i in range(n)]
+
+
+def test_parallel_extraction_gives_every_answer_in_order(monkeypatch):
+    from tts_bench.grading import grade as grade_module
+
+    texts = _texts(2_345)
+    serial = list(grade_module.extract_answers(pd.Series(texts, dtype=object), "boxed", workers=0))
+    assert serial == [get_extractor("boxed")(t) if t is not None else None for t in texts]
+    # Small chunks over 2 worker processes: order kept across chunk and window boundaries.
+    monkeypatch.setattr(grade_module, "EXTRACT_CHUNK", 100)
+    monkeypatch.setattr(grade_module, "PARALLEL_EXTRACT_MIN", 10)
+    for series in (pd.Series(texts, dtype=object), pd.Series(texts, dtype="str")):
+        assert list(grade_module.extract_answers(series, "boxed", workers=2)) == serial
+
+
+def test_extraction_from_the_store_matches_extraction_of_the_texts(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    from tts_bench.grading import grade as grade_module
+    from tts_bench.store import SCHEMA_VERSION, GenerationStore
+
+    texts = _texts(600)
+    rows = [{"key": f"k{i:04d}", "schema_version": SCHEMA_VERSION, "model_fp": "fp", "problem_id": "p",
+             "sample_index": i, "text": t} for i, t in enumerate(texts)]
+    store = GenerationStore(tmp_path, roll_rows=100)  # several files, journal included
+    for lo in range(0, 600, 70):
+        store.write_shard("fp", rows[lo:lo + 70])
+    want = [f"k{i:04d}" for i in range(599, -1, -3)]  # another order than the store's
+    aligned = GenerationStore(tmp_path).read_aligned("fp", pa.array(want), columns=["sample_index"])
+    assert len(aligned.files) > 2
+    expect = [get_extractor("boxed")(texts[int(k[1:])]) if texts[int(k[1:])] is not None else None
+              for k in want]
+    assert grade_module.extract_stored(aligned, "boxed", workers=0) == expect
+    monkeypatch.setattr(grade_module, "PARALLEL_EXTRACT_MIN", 10)
+    assert grade_module.extract_stored(aligned, "boxed", workers=2) == expect

@@ -278,3 +278,35 @@ def test_a_read_whose_files_were_rolled_and_merged_meanwhile_finds_the_merged_sh
     assert not journal.exists() and len(reader.shards("fp")) == 1
     got = reader.read_from([journal], keys={"d"}, columns=["text"]).to_pylist()
     assert got == [{"key": "d", "text": "x"}]
+
+
+def test_read_aligned_follows_the_keys_order_and_texts_survive_rolls_and_merges(tmp_path):
+    import pyarrow as pa
+
+    writer = GenerationStore(tmp_path, roll_rows=3)
+    writer.write_shard("fp", [_rec(k, i, text=f"text of {k}") for i, k in enumerate("abc")])  # a shard
+    # A key stored twice (raced writers) holds the same result twice.
+    writer.write_shard("fp", [_rec("d", 3, text="text of d"), _rec("a", 9, text="text of a")])  # journal
+    reader = GenerationStore(tmp_path)
+    want = pa.array(["d", "zz", "a", "c"])  # "zz" is not stored
+    aligned = reader.read_aligned("fp", want, columns=["sample_index"])
+    assert aligned.found.tolist() == [True, False, True, True]
+    # One row per key: the first listed (journals are listed before shards).
+    assert aligned.table.to_pydict() == {"key": ["d", "a", "c"], "sample_index": [3, 9, 2]}
+
+    def texts(al):
+        out = [None] * len(al.rows)
+        for pos, col in al.column_by_file("text"):
+            for i, t in zip(pos.tolist(), col.to_pylist()):
+                out[i] = t
+        return out
+
+    expect = ["text of d", "text of a", "text of c"]
+    assert texts(aligned) == expect
+    assert texts(aligned.permuted([2, 0, 1])) == [expect[2], expect[0], expect[1]]
+    # The journal grows, then is rolled and merged away, after the listing: same texts.
+    writer.write_shard("fp", [_rec("e", 4, text="text of e")])
+    assert texts(aligned) == expect
+    writer.close()
+    GenerationStore(tmp_path).compact("fp", min_shards=2)
+    assert texts(aligned.locations()) == expect

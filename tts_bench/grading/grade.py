@@ -33,7 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from tts_bench.grading.cache import GradeCache
 from tts_bench.grading.extract import get_extractor, normalize_answer, vote_class
@@ -78,6 +78,7 @@ def grade_samples(
     timeout_s: float = 10.0,
     retry_failed: bool = False,
     chunk_size: int = 16,
+    answers: Sequence[str | None] | None = None,
 ) -> tuple[pd.DataFrame, GradeStats]:
     """Extract, normalize and grade every sample; return a new frame and stats.
 
@@ -88,31 +89,41 @@ def grade_samples(
     ``str``) to the gold answer; a problem without gold raises ``KeyError``.
     ``cache_dir=None`` grades without a cache; ``retry_failed`` regrades pairs
     the cache holds as timeouts or errors. ``workers=0`` grades in-process
-    without timeouts (debugging).
+    without timeouts (debugging). ``answers``: the extractor's output per row,
+    when the caller extracted it where the texts are (:func:`extract_stored`);
+    ``samples`` then needs no ``text`` column.
     """
     import numpy as np
     import pandas as pd
 
     start = time.perf_counter()
-    missing = [c for c in _REQUIRED if c not in samples.columns]
+    missing = [c for c in _REQUIRED if c not in samples.columns and not (c == "text" and answers is not None)]
     if missing:
         raise ValueError(f"samples lacks column(s) {', '.join(missing)}")
     get_extractor(extractor)  # an unknown name fails before any work
     g = get_grader(grader)
 
     n_rows = len(samples)
-    problem_ids = samples["problem_id"].tolist()
-    golds = _gold_per_row(problem_ids, gold)
+    codes, uniques = pd.factorize(samples["problem_id"])
+    if (codes < 0).any():  # a missing problem id: let _gold_per_row name it
+        golds = _gold_per_row(samples["problem_id"].tolist(), gold)
+    else:  # one gold string per problem, shared by its rows (5M rows: no 5M strings)
+        per_problem = _gold_per_row(list(uniques), gold)
+        golds = [per_problem[c] for c in codes.tolist()]
 
     extracted: list[str | None] = []
     normalized: list[str | None] = []
-    norm_memo: dict[str, str] = {}
-    for raw in extract_answers(samples["text"], extractor, workers=workers):
+    norm_memo: dict[str, tuple[str, str]] = {}  # raw -> (one shared copy of raw, normalized)
+    if answers is not None and len(answers) != n_rows:
+        raise ValueError(f"answers has {len(answers)} entries for {n_rows} samples")
+    raws = answers if answers is not None else extract_answers(samples["text"], extractor, workers=workers)
+    for raw in raws:
         norm = None
         if raw is not None:
-            norm = norm_memo.get(raw)
-            if norm is None:
-                norm = norm_memo[raw] = normalize_answer(raw)
+            hit = norm_memo.get(raw)
+            if hit is None:
+                hit = norm_memo[raw] = (raw, normalize_answer(raw))
+            raw, norm = hit
         if not norm:  # nothing, or nothing left once presentation is removed
             raw = norm = None
         extracted.append(raw)
@@ -165,7 +176,7 @@ def grade_samples(
                 cls = class_memo[norm] = vote_class(norm)
             answer_class.append(cls)
 
-    out = samples.copy()
+    out = samples.copy(deep=False)  # new columns only: the sample columns are shared, not copied
     out["extracted"] = pd.Series(extracted, index=out.index, dtype=object)
     out["answer_class"] = pd.Series(answer_class, index=out.index, dtype=object)
     out["correct"] = pd.Series(correct, index=out.index, dtype=bool)
@@ -232,6 +243,47 @@ def extract_answers(texts: pd.Series, extractor: str, *, workers: int = 2) -> It
             if nxt is not None:
                 pending.append(submit(ex, nxt))
             yield from answers
+
+
+def extract_stored(aligned, extractor: str, *, workers: int = 2) -> list[str | None]:
+    """The extractor's answer for each row of ``aligned`` (a :class:`tts_bench.store.Aligned`).
+
+    The texts are read where they are stored, one file at a time (by
+    ``workers`` processes from ``PARALLEL_EXTRACT_MIN`` rows), so a run's
+    texts never all sit in memory: peak memory does not grow with the length
+    of the chains of thought.
+    """
+    get_extractor(extractor)
+    out: list[str | None] = [None] * len(aligned.rows)
+    if workers < 2 or len(out) < PARALLEL_EXTRACT_MIN:
+        for pos, texts in aligned.column_by_file("text"):
+            for i, a in zip(pos.tolist(), _extract_chunk(extractor, texts)):
+                out[i] = a
+        return out
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tts_bench.grading.pool import _context
+
+    store = aligned.store
+    jobs = ((pos, (type(store), store.root, aligned.model_fp, path, keys, local))
+            for path, keys, pos, local in aligned.by_file())
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as ex:
+        pending: deque = deque()
+        for job in itertools.chain(jobs, [None] * (2 * workers)):
+            if job is not None:
+                pending.append((job[0], ex.submit(_extract_file, extractor, *job[1])))
+            if pending and (job is None or len(pending) >= 2 * workers):
+                pos, fut = pending.popleft()
+                for i, a in zip(pos.tolist(), fut.result()):
+                    out[i] = a
+    return out
+
+
+def _extract_file(extractor: str, store_cls, root, model_fp: str, path, keys, local) -> list[str | None]:
+    import pyarrow as pa
+
+    texts = store_cls(root).column_of(model_fp, path, keys, "text").take(pa.array(local))
+    return _extract_chunk(extractor, texts)
 
 
 def _extract_chunk(extractor: str, texts) -> list[str | None]:

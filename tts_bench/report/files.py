@@ -26,12 +26,39 @@ def _parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def _write_with_texts(f, graded: pd.DataFrame, texts) -> None:
+    """samples.parquet from text-less ``graded`` and the stored texts, one store file at a time.
+
+    Rows come in store order (plan order when the store was written in
+    order); a row group per store file, so one file's texts are in memory.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(graded, preserve_index=False).combine_chunks()  # one chunk: fast takes
+    at = table.column_names.index("key") + 1 if "key" in table.column_names else 0
+    schema = table.schema.insert(at, pa.field("text", pa.string()))
+    with pq.ParquetWriter(f, schema) as w:
+        written = 0
+        for pos, text in texts.column_by_file("text"):
+            contiguous = pos.size and pos[-1] - pos[0] == pos.size - 1 and (pos[1:] > pos[:-1]).all()
+            part = table.slice(int(pos[0]), pos.size) if contiguous else table.take(pa.array(pos))
+            w.write_table(part.add_column(at, "text", text.cast(pa.string())))
+            written += len(pos)
+        if written != table.num_rows:
+            raise RuntimeError(f"samples.parquet: {written} stored texts for {table.num_rows} samples")
+
+
 def write_report(run_dir: Path, graded: pd.DataFrame, per_problem: pd.DataFrame,
-                 curves: pd.DataFrame, *, plot: bool = True) -> list[Path]:
+                 curves: pd.DataFrame, *, plot: bool = True, texts=None) -> list[Path]:
+    """``texts``: a ``store.Aligned`` over ``graded``'s rows, when their texts are still in the store."""
     run_dir = Path(run_dir)
     written = []
     with atomic_write(run_dir / "samples.parquet") as f:  # streamed: millions of texts
-        graded.to_parquet(f, index=False)
+        if texts is None:
+            graded.to_parquet(f, index=False)
+        else:
+            _write_with_texts(f, graded, texts)
     pp = per_problem.copy()
     if "class_counts" in pp.columns:  # dicts -> JSON text: portable across readers
         pp["class_counts"] = pp["class_counts"].map(lambda d: json.dumps(d, sort_keys=True))

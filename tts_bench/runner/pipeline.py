@@ -348,6 +348,19 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str, *,
     main pass@k/maj@k analysis). ``trajectories``: the run directory's merged
     trajectories, when the caller has read them already.
     """
+    samples, missing, _ = _collect(run_dir, store, model_fp, trajectories=trajectories, lazy_text=False)
+    return samples, missing
+
+
+def _collect(run_dir: Path, store: GenerationStore, model_fp: str, *, trajectories: pd.DataFrame | None,
+             lazy_text: bool):
+    """:func:`collect_samples`, and with ``lazy_text`` a plan's samples without ``text``.
+
+    Returns (samples, missing, aligned): ``aligned`` (a ``store.Aligned``
+    whose rows are the samples' rows, in order) when the texts were left in
+    the store, to be read file by file for extraction and for
+    samples.parquet; else None (the texts are in ``samples``).
+    """
     rd = RunDir(run_dir)
     if trajectories is None:
         trajectories = rd.read_trajectories()
@@ -355,36 +368,44 @@ def collect_samples(run_dir: Path, store: GenerationStore, model_fp: str, *,
     if plan_path.is_file():
         import pyarrow.parquet as pq
 
+        more = trajectories  # ARISE repeats of a key-sharded strategy
+        repeats = more is not None and bool((more["repeat"] > 0).any())
+        lazy = lazy_text and not repeats
         plan_t = pq.read_table(plan_path)
-        stored, found = store.read_aligned(model_fp, plan_t.column("key"), columns=SAMPLE_COLUMNS)
+        cols = [c for c in SAMPLE_COLUMNS if not (lazy and c == "text")]
+        aligned = store.read_aligned(model_fp, plan_t.column("key"), columns=cols)
+        stored, found = aligned.table, aligned.found
         # Plan rows and their stored rows side by side (no join on 5M keys).
         samples = plan_t.filter(found).to_pandas() if not found.all() else plan_t.to_pandas()
         for col in stored.column_names:
             if col not in samples.columns:
                 samples[col] = stored.column(col).to_pandas()
         missing = len(plan_t) - len(samples)
+        aligned = aligned.locations()
         del stored, plan_t
         _release_memory()
         samples["level"] = 0
         samples["main"] = True
         samples["trajectory"] = samples["sample_index"]
         samples["repeat"] = 0
-        samples = _by_problem(samples)
-        more = trajectories  # ARISE repeats of a key-sharded strategy
-        if more is not None and (more["repeat"] > 0).any():
+        samples, perm = _by_problem(samples)
+        if perm is not None:
+            aligned = aligned.permuted(perm)
+        if repeats:
             more = more[more["repeat"] > 0].copy()
             more["temperature"] = samples["temperature"].iloc[0] if len(samples) else float("nan")
             samples = pd.concat([samples, more[[c for c in more.columns if c in samples.columns]]],
                                 ignore_index=True)
-        return samples.reset_index(drop=True), missing
+        return samples.reset_index(drop=True), missing, aligned if lazy else None
     traj = None if trajectories is None else trajectories.copy()
     problems = pd.read_parquet(Path(run_dir) / "problems.parquet")
     if traj is None:
-        return pd.DataFrame(columns=["problem_id", "sample_index", "key", "level", "main"]), len(problems)
+        empty = pd.DataFrame(columns=["problem_id", "sample_index", "key", "level", "main"])
+        return empty, len(problems), None
     missing = int((~problems["problem_id"].isin(set(traj["problem_id"]))).sum())
     traj["temperature"] = float(rd.manifest().config["strategy"].get("temperature", float("nan")))
     traj = traj.sort_values(["level", "problem_id", "trajectory"], kind="stable").reset_index(drop=True)
-    return traj, missing
+    return traj, missing, None
 
 
 def _release_memory() -> None:
@@ -395,15 +416,16 @@ def _release_memory() -> None:
 
 
 def _by_problem(samples: pd.DataFrame) -> pd.DataFrame:
-    """Samples in (problem_id, sample_index) order (stable), without a copy when they already are."""
+    """Samples in (problem_id, sample_index) order (stable), and the permutation (None: already were)."""
     import numpy as np
 
     codes, _ = pd.factorize(samples["problem_id"], sort=True)
     index = samples["sample_index"].to_numpy()
     dp, di = np.diff(codes), np.diff(index)
     if ((dp > 0) | ((dp == 0) & (di >= 0))).all():
-        return samples
-    return samples.iloc[np.lexsort((index, codes))]
+        return samples, None
+    perm = np.lexsort((index, codes))
+    return samples.iloc[perm], perm
 
 
 SCORE_COLUMNS = ["verifier_score", "step_scores", "verifier_input_tokens", "verifier_output_tokens",
@@ -441,6 +463,7 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     ``engine``: the run's loaded engine, for a genrm verifier of the same model.
     """
     from ..grading import grade_samples
+    from ..grading.grade import extract_stored
 
     manifest = RunDir(run_dir).manifest()
     timings = dict(timings or {})
@@ -451,7 +474,9 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     traj = RunDir(run_dir).read_trajectories()
     if traj is not None:  # every shard's trajectories in one file, for readers
         write_parquet(Path(run_dir) / "trajectories.parquet", traj)
-    samples, missing = collect_samples(run_dir, store, manifest.model_fingerprint, trajectories=traj)
+    # A plan's texts stay in the store: extraction and samples.parquet read them file by file.
+    samples, missing, texts = _collect(run_dir, store, manifest.model_fingerprint, trajectories=traj,
+                                       lazy_text=True)
     timings["collect_s"] = time.perf_counter() - t
     if not missing and cfg is not None and cfg.verifier.kind != "none":
         from .scoring import score_run
@@ -472,13 +497,15 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     problems = pd.read_parquet(run_dir / "problems.parquet")
     gold = dict(zip(problems["problem_id"], problems["answer"]))
     t = time.perf_counter()
+    workers = int(cfg_d.get("grade_workers", 2))
     graded, gstats = grade_samples(
         samples,
         gold,
         extractor=manifest.extractor,
         grader=manifest.grader,
         cache_dir=Path(manifest.store_dir) / "grades",
-        workers=int(cfg_d.get("grade_workers", 2)),
+        workers=workers,
+        answers=None if texts is None else extract_stored(texts, manifest.extractor, workers=workers),
         timeout_s=float(cfg_d.get("grade_timeout_s", 10.0)),
         # A timeout depends on the machine's load at the time: retry cached
         # timeouts and errors rather than let them mark an answer wrong forever.
@@ -490,7 +517,7 @@ def evaluate(run_dir: Path, *, cfg: RunConfig | None = None, timings: dict | Non
     result.grade_stats = dataclasses.asdict(gstats) if dataclasses.is_dataclass(gstats) else dict(gstats)
     _update_manifest(run_dir, {"timings": timings, "generation": dataclasses.asdict(gen),
                                "grading": result.grade_stats, "missing_samples": 0})
-    result.metrics = measure_and_report(run_dir, graded, timings=timings)
+    result.metrics = measure_and_report(run_dir, graded, timings=timings, texts=texts)
     return result
 
 
@@ -566,11 +593,13 @@ class _Progress:
 
 
 def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | None = None,
-                       n_boot: int | None = None, plot: bool | None = None) -> pd.DataFrame:
+                       n_boot: int | None = None, plot: bool | None = None, texts=None) -> pd.DataFrame:
     """Graded samples -> every metric and analysis -> run-directory files and report.html.
 
     Used by a run, by `tts-bench grade` and by `tts-bench report`, so the
     three always write the same files. Returns the curves (metrics.csv).
+    ``texts``: where ``graded``'s texts are stored (a ``store.Aligned`` over
+    its rows), when ``graded`` has none; samples.parquet gets them file by file.
     """
     from ..metrics import reduce_per_problem
     from ..metrics.analyze import analyze_run
@@ -620,7 +649,7 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
         own["arise_adaptive"] = arise_summary(settled)
     timings["metrics_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    write_report(run_dir, every, per_problem, analysis.curves, plot=plot)  # every repeat kept
+    write_report(run_dir, every, per_problem, analysis.curves, plot=plot, texts=texts)  # every repeat kept
     tables, figures = write_analysis(run_dir, analysis, draw=plot)
     from ..store import atomic_write_bytes
 

@@ -490,24 +490,50 @@ class ShardStore:
         return table.take(pa.array(np.unique(rows[rows >= 0])))  # store order, first of duplicates
 
     def read_aligned(self, model_fp: str, keys: pa.Array | pa.ChunkedArray,
-                     columns: Sequence[str] | None = None) -> tuple[pa.Table, np.ndarray]:
-        """The stored row of each of ``keys`` in their order, and which of them are stored.
+                     columns: Sequence[str] | None = None) -> "Aligned":
+        """The stored row of each of ``keys``, in their order, and where each was stored.
 
-        Returns (table of the found keys' rows, in ``keys`` order; bool mask
-        over ``keys``). For a run's plan of millions of keys: Arrow columns
-        all the way, no Python set or string join (5M keys in seconds).
+        For a run's plan of millions of keys: Arrow columns all the way, no
+        Python set or string join (5M keys in seconds). Ask for the small
+        columns only and fetch a large one (``text``) file by file later
+        with :meth:`Aligned.column_by_file`, so it is never all in memory.
         """
         cols = list(columns) if columns else None
         if cols is not None and "key" not in cols:
             cols = ["key", *cols]
-        parts = [t for _, t in self.iter_files(self.files(model_fp), cols)]
+        listed = list(self.iter_files(self.files(model_fp), cols))
         schema = self.SCHEMA if cols is None else pa.schema([self.SCHEMA.field(c) for c in cols])
-        table = pa.concat_tables(parts) if parts else schema.empty_table()
+        table = pa.concat_tables([t for _, t in listed]) if listed else schema.empty_table()
         rows = _rows_of(table, keys)
         found = rows >= 0
-        if rows.size == table.num_rows and (rows == np.arange(rows.size)).all():
-            return table, found  # already in order: no copy of millions of texts
-        return table.take(pa.array(rows[found])), found
+        files = [(path, t.column("key")) for path, t in listed]
+        if not (rows.size == table.num_rows and (rows == np.arange(rows.size)).all()):
+            table = table.take(pa.array(rows[found]))  # else already in order: no copy
+        return Aligned(self, model_fp, table, found, rows[found], files)
+
+    def column_of(self, model_fp: str, path: Path, keys: pa.ChunkedArray | pa.Array,
+                  column: str) -> pa.Array:
+        """``column`` for the rows ``path`` held when it was listed with these ``keys``, in their order.
+
+        A journal grows and is rolled into a shard, and a compaction merges
+        shards, between a listing and a later read: the file's first rows are
+        used when they are still those keys, else the keys are looked up in
+        the whole partition (a key that is nowhere any more gives null).
+        """
+        import pyarrow.compute as pc
+
+        if not isinstance(keys, pa.ChunkedArray):
+            keys = pa.chunked_array([keys])
+        t = self._load_verified(path, ["key", column]) if path.exists() else None
+        n = len(keys)
+        if t is not None and t.num_rows >= n and t.slice(0, n).column("key").equals(keys):
+            return t.column(column).slice(0, n).combine_chunks()
+        table = self.read(model_fp, keys=set(keys.to_pylist()), columns=[column])
+        if not table.num_rows:
+            return pa.nulls(n, self.SCHEMA.field(column).type)
+        rows = _rows_of(table, keys)
+        out = table.column(column).take(pa.array(np.where(rows >= 0, rows, 0)))
+        return pc.if_else(pa.array(rows < 0), pa.scalar(None, out.type), out).combine_chunks()
 
     def key_locations(self, model_fp: str) -> dict[str, Path]:
         """Every stored key of a partition and the shard that holds it (one scan of the key column)."""
@@ -594,6 +620,48 @@ class GenerationStore(ShardStore):
     SCHEMA = ARROW_SCHEMA
     ROW_VERSION = ROW_VERSION
     INFO_COLUMNS = ("model_id", "engine", "dataset")
+
+
+@dataclass
+class Aligned:
+    """Stored rows aligned with a list of keys (:meth:`ShardStore.read_aligned`).
+
+    ``table``: the found keys' rows in key order (None once dropped,
+    :meth:`locations`); ``found``: a mask over the keys; ``rows``: each found
+    key's row in the listing (files in order,
+    rows in file order); ``files``: each file listed and the keys it held.
+    """
+
+    store: ShardStore
+    model_fp: str
+    table: pa.Table | None
+    found: np.ndarray
+    rows: np.ndarray
+    files: list[tuple[Path, pa.ChunkedArray]]
+
+    def permuted(self, perm: np.ndarray) -> "Aligned":
+        """The same rows reordered: row i of the new is row ``perm[i]`` of this."""
+        table = None if self.table is None else self.table.take(pa.array(perm))
+        return Aligned(self.store, self.model_fp, table, self.found, self.rows[perm], self.files)
+
+    def locations(self) -> "Aligned":
+        """Only where the rows are stored (``table`` dropped, its memory freed once unreferenced)."""
+        return Aligned(self.store, self.model_fp, None, self.found, self.rows, self.files)
+
+    def by_file(self) -> Iterable[tuple[Path, pa.ChunkedArray, np.ndarray, np.ndarray]]:
+        """Per listed file holding a found key: (path, its keys, positions among the rows, rows in it)."""
+        order = np.argsort(self.rows, kind="stable")
+        starts = np.cumsum([0] + [len(k) for _, k in self.files])
+        cuts = np.searchsorted(self.rows[order], starts)
+        for i, (path, keys) in enumerate(self.files):
+            pos = order[cuts[i]:cuts[i + 1]]
+            if pos.size:
+                yield path, keys, pos, self.rows[pos] - starts[i]
+
+    def column_by_file(self, column: str) -> Iterable[tuple[np.ndarray, pa.Array]]:
+        """(positions among the rows, the column's values there) one listed file at a time."""
+        for path, keys, pos, local in self.by_file():
+            yield pos, self.store.column_of(self.model_fp, path, keys, column).take(pa.array(local))
 
 
 def _size(p: Path) -> int:
