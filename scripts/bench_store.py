@@ -12,13 +12,18 @@
 The synthetic store holds N generations (problems x samples, realistic
 reasoning text ending in \\boxed{answer}, zstd Parquet shards of 10,000 rows),
 with a run directory that plans them all; part 3 times the path a real run takes
-after generation: verify + collect from the store, grade (each distinct
-answer once, math-verify in 2 worker processes), reduce per problem, pass@k
-and maj@k curves with 1,000 bootstrap resamples, and the report files.
+after generation: verify + collect from the store (the plan matched to the
+store's keys; texts left in the store), grade (answers extracted file by file
+in 2 worker processes, each distinct answer graded once with math-verify),
+reduce per problem, every metric with 1,000 bootstrap resamples, and the
+report files (samples.parquet written one store file at a time).
+``--shuffled`` stores the rows in random order against the plan, as a real
+run's completion order and interleaved writers do.
 
     python scripts/bench_store.py                    # 1000 problems x 1000 samples
     python scripts/bench_store.py --problems 100 --samples 1000 --repeats 1
     python scripts/bench_store.py --problems 500 --samples 10000 --repeats 1   # 5M (LLM Monkeys)
+    python scripts/bench_store.py --problems 500 --samples 10000 --repeats 1 --shuffled
 """
 
 from __future__ import annotations
