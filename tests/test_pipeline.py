@@ -140,8 +140,12 @@ def test_grade_and_report_commands_never_generate(tmp_path):
     assert "graded 48 samples" in out
     pd.testing.assert_frame_equal(before, pd.read_csv(run / "metrics.csv"), check_exact=False)
     (run / "plot.png").unlink()
+    graded = pd.read_parquet(run / "samples.parquet")
     cli("report", str(run), "--bootstrap", "1000", cwd=tmp_path)
     assert (run / "plot.png").is_file()
+    # report reads the graded samples without their texts and leaves the file whole.
+    pd.testing.assert_frame_equal(graded, pd.read_parquet(run / "samples.parquet"))
+    assert graded["text"].str.len().gt(0).all()
     assert _shard_rows(tmp_path) == 48
 
 

@@ -28,6 +28,7 @@ def report(
 ) -> None:
     """Recompute every metric from each run's graded samples (samples.parquet) and redraw plots."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from ..config import ConfigError
     from ..report import metrics_table
@@ -40,8 +41,10 @@ def report(
             path = run_dir / "samples.parquet"
             if not path.is_file():
                 raise ConfigError(f"{run_dir} has no graded samples yet; run: tts-bench grade {run_dir}")
-            curves = measure_and_report(run_dir, pd.read_parquet(path), n_boot=bootstrap,
-                                        plot=None if html else False)
+            # Every column but the texts (metrics never read them; millions of them are GiBs).
+            cols = [c for c in pq.read_schema(path).names if c != "text"]
+            curves = measure_and_report(run_dir, pd.read_parquet(path, columns=cols), n_boot=bootstrap,
+                                        plot=None if html else False, samples_written=True)
         console.print(metrics_table(curves, title=run_dir.name))
         page = run_dir / "report.html"
         console.print(f"files: {run_dir}/" + (f"  report: {page}" if html and page.is_file() else ""))

@@ -50,15 +50,20 @@ def _write_with_texts(f, graded: pd.DataFrame, texts) -> None:
 
 
 def write_report(run_dir: Path, graded: pd.DataFrame, per_problem: pd.DataFrame,
-                 curves: pd.DataFrame, *, plot: bool = True, texts=None) -> list[Path]:
-    """``texts``: a ``store.Aligned`` over ``graded``'s rows, when their texts are still in the store."""
+                 curves: pd.DataFrame, *, plot: bool = True, texts=None,
+                 samples: bool = True) -> list[Path]:
+    """``texts``: a ``store.Aligned`` over ``graded``'s rows, when their texts are still in the store.
+
+    ``samples=False`` leaves samples.parquet as it is (``graded`` was read from it).
+    """
     run_dir = Path(run_dir)
     written = []
-    with atomic_write(run_dir / "samples.parquet") as f:  # streamed: millions of texts
-        if texts is None:
-            graded.to_parquet(f, index=False)
-        else:
-            _write_with_texts(f, graded, texts)
+    if samples:
+        with atomic_write(run_dir / "samples.parquet") as f:  # streamed: millions of texts
+            if texts is None:
+                graded.to_parquet(f, index=False)
+            else:
+                _write_with_texts(f, graded, texts)
     pp = per_problem.copy()
     if "class_counts" in pp.columns:  # dicts -> JSON text: portable across readers
         pp["class_counts"] = pp["class_counts"].map(lambda d: json.dumps(d, sort_keys=True))

@@ -593,13 +593,16 @@ class _Progress:
 
 
 def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | None = None,
-                       n_boot: int | None = None, plot: bool | None = None, texts=None) -> pd.DataFrame:
+                       n_boot: int | None = None, plot: bool | None = None, texts=None,
+                       samples_written: bool = False) -> pd.DataFrame:
     """Graded samples -> every metric and analysis -> run-directory files and report.html.
 
     Used by a run, by `tts-bench grade` and by `tts-bench report`, so the
     three always write the same files. Returns the curves (metrics.csv).
     ``texts``: where ``graded``'s texts are stored (a ``store.Aligned`` over
     its rows), when ``graded`` has none; samples.parquet gets them file by file.
+    ``samples_written``: ``graded`` is samples.parquet as it stands (`tts-bench
+    report`), so it is not written again.
     """
     from ..metrics import reduce_per_problem
     from ..metrics.analyze import analyze_run
@@ -649,7 +652,8 @@ def measure_and_report(run_dir: Path, graded: pd.DataFrame, *, timings: dict | N
         own["arise_adaptive"] = arise_summary(settled)
     timings["metrics_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    write_report(run_dir, every, per_problem, analysis.curves, plot=plot, texts=texts)  # every repeat kept
+    write_report(run_dir, every, per_problem, analysis.curves, plot=plot, texts=texts,  # every repeat kept
+                 samples=not samples_written)
     tables, figures = write_analysis(run_dir, analysis, draw=plot)
     from ..store import atomic_write_bytes
 
