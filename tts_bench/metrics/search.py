@@ -55,17 +55,11 @@ def search_table(graded: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.Data
 
 
 def _weighted_credit(classes, correct, scores) -> float:
-    """Weighted vote: the class with the largest score sum wins; ties share the credit."""
-    sums: dict = {}
-    right = {c for c, ok in zip(classes, correct) if ok and c is not None}
-    for c, w in zip(classes, scores):
-        if c is not None and np.isfinite(w):
-            sums[c] = sums.get(c, 0.0) + float(w)
-    if not sums:
-        return 0.0
-    m = max(sums.values())
-    lead = [c for c, v in sums.items() if v == m]
-    return sum(c in right for c in lead) / len(lead)
+    """Weighted vote over all of a problem's completions: weighted@k at k = n (ties share the credit)."""
+    from .selection import weighted_vote_at_k
+
+    right = next((c for c, ok in zip(classes, correct) if ok and c is not None), None)
+    return float(weighted_vote_at_k(classes, scores, right, len(classes)).value)
 
 
 def _search_credit(ok: pd.DataFrame) -> float:

@@ -85,7 +85,7 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
     problems = load_problems(cfg.dataset, cfg.model.system_prompt)
     timings["load_problems_s"] = time.perf_counter() - t
 
-    strat = make_strategy(cfg, AnswerReader(task.extractor))
+    strat = make_strategy(cfg, AnswerReader(task.extractor))  # before the engine loads: its checks first
     # The strategy sees problems without their reference answers.
     views = [StrategyProblem(p.id, p.messages) for p in problems]
     count, index = cfg.shard.count, cfg.shard.index
@@ -102,7 +102,7 @@ def run_experiment(cfg: RunConfig, *, progress: bool = True, console=None,
     scorer, verifier_engine = None, None
     if getattr(strat, "uses_verifier", False):  # a search asks the verifier while it generates
         scorer, verifier_engine = _search_scorer(cfg, engine)
-        strat = make_strategy(cfg, AnswerReader(task.extractor), scorer=scorer)
+        strat.scorer = scorer
     store = GenerationStore(cfg.store_dir)
     rd = RunDir(Path(cfg.runs_dir) / run_name(cfg))
     bar = _Progress(enabled=progress)
