@@ -452,3 +452,49 @@ def test_vllm_cpu_budget_forcing_end_to_end(tmp_path):
         assert (traj[traj.level == 8].thinking_tokens == 8).any()
         again = run_experiment(cfg(), progress=False)
         assert again.gen.generated == 0
+
+
+@pytest.mark.slow
+def test_vllm_cpu_run_killed_midway_keeps_every_finished_sample(tmp_path):
+    """kill -9 during a streaming vLLM run: what finished is stored, the rerun makes only the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from tts_bench.store import GenerationStore
+
+    args = ["run", "--no-progress", "engine=vllm-cpu", "model=smollm2-135m-hf", f"model.path={HF_MODEL}",
+            "dataset.size=4", "budget.n=8", "bootstrap=0", "plot=false"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+
+    def stored() -> int:
+        store = GenerationStore(tmp_path / "results" / "store")
+        return sum(store.read(fp, columns=["key"]).num_rows for fp in store.partitions())
+
+    # Its own process group: vLLM's engine core is a child process, and a job kill takes both.
+    proc = subprocess.Popen([sys.executable, "-m", "tts_bench", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (tmp_path / "results" / "store").exists() and stored() >= 4:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    kept = stored()
+    print(f"killed with {kept} of 32 samples stored")
+    assert 4 <= kept < 32, kept  # streamed out as they finished, not lost with the chunk in flight
+    out = subprocess.run([sys.executable, "-m", "tts_bench", *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"{kept} already stored; {32 - kept} to generate" in out.stdout
+    assert stored() == 32
+    import pyarrow.parquet as pq
+
+    shards = (tmp_path / "results" / "store" / "generations").glob("*/part-*.parquet")
+    assert sum(pq.read_metadata(f).num_rows for f in shards) == 32  # nothing generated twice
