@@ -415,7 +415,7 @@ def _release_memory() -> None:
     pa.default_memory_pool().release_unused()
 
 
-def _by_problem(samples: pd.DataFrame) -> pd.DataFrame:
+def _by_problem(samples: pd.DataFrame) -> tuple[pd.DataFrame, object]:
     """Samples in (problem_id, sample_index) order (stable), and the permutation (None: already were)."""
     import numpy as np
 
