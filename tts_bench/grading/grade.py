@@ -201,8 +201,9 @@ def grade_samples(
 
 #: Texts handed to an extraction worker at once (about 30 MB of reasoning text).
 EXTRACT_CHUNK = 100_000
-#: Fewer texts than this are extracted in this process: starting workers costs more.
-PARALLEL_EXTRACT_MIN = 200_000
+#: Fewer texts than this are extracted in this process: starting workers (about
+#: a second) costs more than they save.
+PARALLEL_EXTRACT_MIN = 20_000
 
 
 def extract_answers(texts: pd.Series, extractor: str, *, workers: int = 2) -> Iterator[str | None]:
