@@ -27,13 +27,12 @@ aggregates live in ``tts_bench.metrics``.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from tts_bench.grading.cache import GradeCache
 from tts_bench.grading.extract import get_extractor, normalize_answer, vote_class
@@ -222,28 +221,17 @@ def extract_answers(texts: pd.Series, extractor: str, *, workers: int = 2) -> It
         for chunk in chunks:
             yield from _extract_chunk(extractor, chunk.tolist())
         return
-    from concurrent.futures import ProcessPoolExecutor
-
     import pyarrow as pa
 
-    from tts_bench.grading.pool import _context
-
-    def submit(ex, chunk):
+    def compact(chunk):
         arr = pa.Array.from_pandas(chunk)
         parts = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
         # concat_arrays compacts the slice: a pickled slice carries its whole parent buffer.
-        return ex.submit(_extract_chunk, extractor, pa.concat_arrays(parts))
+        return pa.concat_arrays(parts)
 
-    todo = iter(chunks)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as ex:
-        # A bounded window of chunks in flight (map would queue every text at once).
-        pending = deque(submit(ex, c) for c in itertools.islice(todo, 2 * workers))
-        while pending:
-            answers = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(submit(ex, nxt))
-            yield from answers
+    jobs = ((None, _extract_chunk, extractor, compact(c)) for c in chunks)
+    for _, answers in _in_workers(workers, jobs):
+        yield from answers
 
 
 def extract_stored(aligned, extractor: str, *, workers: int = 2) -> list[str | None]:
@@ -261,23 +249,35 @@ def extract_stored(aligned, extractor: str, *, workers: int = 2) -> list[str | N
             for i, a in zip(pos.tolist(), _extract_chunk(extractor, texts)):
                 out[i] = a
         return out
+    store = aligned.store
+    jobs = ((pos, _extract_file, extractor, type(store), store.root, aligned.model_fp, path, keys, local)
+            for path, keys, pos, local in aligned.by_file())
+    for pos, answers in _in_workers(workers, jobs):
+        for i, a in zip(pos.tolist(), answers):
+            out[i] = a
+    return out
+
+
+def _in_workers(workers: int, jobs: Iterable[tuple]) -> Iterator[tuple]:
+    """(tag, fn(*args)) for each job (tag, fn, *args), in job order, run by ``workers`` processes.
+
+    At most 2 x workers jobs are in flight, and ``jobs`` is only advanced as
+    one finishes (``map`` would build and queue every job's texts at once).
+    """
     from concurrent.futures import ProcessPoolExecutor
 
     from tts_bench.grading.pool import _context
 
-    store = aligned.store
-    jobs = ((pos, (type(store), store.root, aligned.model_fp, path, keys, local))
-            for path, keys, pos, local in aligned.by_file())
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as ex:
         pending: deque = deque()
-        for job in itertools.chain(jobs, [None] * (2 * workers)):
-            if job is not None:
-                pending.append((job[0], ex.submit(_extract_file, extractor, *job[1])))
-            if pending and (job is None or len(pending) >= 2 * workers):
-                pos, fut = pending.popleft()
-                for i, a in zip(pos.tolist(), fut.result()):
-                    out[i] = a
-    return out
+        for tag, fn, *args in jobs:
+            pending.append((tag, ex.submit(fn, *args)))
+            if len(pending) >= 2 * workers:
+                tag_done, fut = pending.popleft()
+                yield tag_done, fut.result()
+        while pending:
+            tag_done, fut = pending.popleft()
+            yield tag_done, fut.result()
 
 
 def _extract_file(extractor: str, store_cls, root, model_fp: str, path, keys, local) -> list[str | None]:

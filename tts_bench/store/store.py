@@ -476,18 +476,23 @@ class ShardStore:
     def read_from(self, paths: Sequence[Path], *, keys: set[str] | None = None,
                   columns: Sequence[str] | None = None) -> pa.Table:
         """The verified rows of these shards (optionally only ``keys``), one row per key."""
-        cols = list(columns) if columns else None
-        if cols is not None and "key" not in cols:
-            cols = ["key", *cols]
-        parts = [t for _, t in self.iter_files(paths, cols)]
-        schema = self.SCHEMA if cols is None else pa.schema([self.SCHEMA.field(c) for c in cols])
-        if not parts:
-            return schema.empty_table()
-        table = pa.concat_tables(parts)
+        _, table = self._listing(paths, columns)
+        if not table.num_rows:
+            return table
         if keys is None:
             return _dedupe_by_key(table)
         rows = _rows_of(table, pa.array(list(keys), pa.string()))
         return table.take(pa.array(np.unique(rows[rows >= 0])))  # store order, first of duplicates
+
+    def _listing(self, paths: Sequence[Path], columns: Sequence[str] | None
+                 ) -> tuple[list[tuple[Path, pa.Table]], pa.Table]:
+        """Each verified file with its rows (``columns`` and the key), and all its rows as one table."""
+        cols = list(columns) if columns else None
+        if cols is not None and "key" not in cols:
+            cols = ["key", *cols]
+        listed = list(self.iter_files(paths, cols))
+        schema = self.SCHEMA if cols is None else pa.schema([self.SCHEMA.field(c) for c in cols])
+        return listed, pa.concat_tables([t for _, t in listed]) if listed else schema.empty_table()
 
     def read_aligned(self, model_fp: str, keys: pa.Array | pa.ChunkedArray,
                      columns: Sequence[str] | None = None) -> "Aligned":
@@ -498,12 +503,7 @@ class ShardStore:
         columns only and fetch a large one (``text``) file by file later
         with :meth:`Aligned.column_by_file`, so it is never all in memory.
         """
-        cols = list(columns) if columns else None
-        if cols is not None and "key" not in cols:
-            cols = ["key", *cols]
-        listed = list(self.iter_files(self.files(model_fp), cols))
-        schema = self.SCHEMA if cols is None else pa.schema([self.SCHEMA.field(c) for c in cols])
-        table = pa.concat_tables([t for _, t in listed]) if listed else schema.empty_table()
+        listed, table = self._listing(self.files(model_fp), columns)
         rows = _rows_of(table, keys)
         found = rows >= 0
         files = [(path, t.column("key")) for path, t in listed]
